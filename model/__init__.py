@@ -1,0 +1,1 @@
+"""The OC-ZSS model: prompted frozen CLIP with object prompts, ORA with granular attention, OTSeg decoder."""

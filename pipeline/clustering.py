@@ -1,0 +1,57 @@
+"""FPS + Voronoi clustering of patch features (Appendix C, Algorithm 1, steps 4-5; §3.2 eq. 4).
+
+One farthest-point-sampling run with the largest K serves every K: FPS is greedy, so the first k centres of a
+K-centre run are exactly the k-centre run (the prefix property). Distances are explicit squared differences
+summed over channels, computed per image, so a result does not depend on the batch it was computed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+
+def fps_voronoi(features: torch.Tensor, ks: list[int], first: torch.Tensor) -> dict[int, torch.Tensor]:
+    """Farthest-point sampling then nearest-centre (Voronoi) assignment, batched.
+
+    Args:
+        features: [B, N, C] patch features (any float dtype; distances are computed in fp32).
+        ks: cluster counts, each in [1, N].
+        first: LongTensor[B], index of each image's first centre (Alg. 1 step 4, "pick c_1 uniformly").
+    Returns:
+        {k: LongTensor[B, N]} labels in [0, k): l_i = argmin_{t<k} ||F_i - F_{c_t}||^2 (Alg. 1 step 5), ties to
+        the lower centre index.
+    """
+    if features.dim() != 3:
+        raise ValueError(f"features must be [B, N, C], got shape {tuple(features.shape)}")
+    b, n, _ = features.shape
+    if not ks or min(ks) < 1 or max(ks) > n:
+        raise ValueError(f"every k must lie in [1, {n}], got {ks}")
+    if first.shape != (b,):
+        raise ValueError(f"first must be [B]={b}, got shape {tuple(first.shape)}")
+    x = features.float()
+    rows = torch.arange(b, device=x.device)
+    kmax = max(ks)
+    dists = x.new_empty(b, kmax, n)  # dists[:, t] = squared distance of every point to centre t
+    centre = first.to(x.device)
+    nearest = None
+    for t in range(kmax):
+        dists[:, t] = (x - x[rows, centre].unsqueeze(1)).square().sum(-1)
+        nearest = dists[:, t] if nearest is None else torch.minimum(nearest, dists[:, t])
+        if t + 1 < kmax:
+            centre = nearest.argmax(dim=1)  # Alg. 1 step 4: c_t = argmax_i min_{j<t} d(F_i, F_cj)
+    return {k: dists[:, :k].argmin(dim=1) for k in sorted(set(ks))}
+
+
+def first_centres(image_ids: list[str], seed: int, n: int) -> torch.Tensor:
+    """First FPS centre per image, from a generator seeded by (seed, image id): LongTensor[len(image_ids)].
+
+    The same image gets the same first centre across restarts, batches, workers and machines.
+    """
+    out = []
+    for image_id in image_ids:
+        digest = hashlib.sha256(f"{seed}\0{image_id}".encode()).digest()
+        g = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+        out.append(int(torch.randint(n, (1,), generator=g)))
+    return torch.tensor(out, dtype=torch.long)

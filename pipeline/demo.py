@@ -1,0 +1,111 @@
+"""The built-in demo dataset: simple shapes and textures on backgrounds, generated deterministically.
+
+Written in the COCO-Stuff 164k layout (`train2017/*.jpg`, `annotations/train2017/*_labelTrainIds.png`, same for
+val) with the class list `DEMO_CLASSES` (sky, grass, sand, water backgrounds; circle, square, triangle, star
+shapes) and the unseen classes water and triangle. A one-pixel outline around every shape is 255 (ignore), as
+VOC's object boundaries are. Generation goes to a temporary folder renamed into place, so an interrupted run
+never leaves a half-written dataset.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from oczss.pipeline.datasets import DEMO_CLASSES, IGNORE
+
+VERSION = "1"
+COUNTS = {"train": 48, "val": 16}
+SIZES = ((256, 192), (192, 256), (224, 224), (288, 192))
+_BG = {0: (110, 160, 230), 1: (60, 150, 60), 2: (220, 200, 130), 3: (40, 90, 170)}
+_SHAPE_COLOURS = ((220, 40, 40), (240, 200, 30), (150, 60, 200), (240, 130, 30), (30, 200, 200), (250, 250, 250))
+
+
+def ensure_demo(root: str | Path) -> Path:
+    """Generate the demo dataset at `root` unless a complete copy of this version is already there."""
+    root = Path(root)
+    marker = root / ".oczss-demo"
+    if marker.exists() and marker.read_text().strip() == VERSION:
+        return root
+    tmp = root.with_name(root.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    rng = np.random.default_rng(20260)
+    for split, n in COUNTS.items():
+        (tmp / f"{split}2017").mkdir(parents=True)
+        (tmp / "annotations" / f"{split}2017").mkdir(parents=True)
+        for i in range(n):
+            image, label = _scene(rng, SIZES[i % len(SIZES)])
+            name = f"{split}_{i:04d}"
+            image.save(tmp / f"{split}2017" / f"{name}.jpg", quality=92)
+            Image.fromarray(label, mode="L").save(tmp / "annotations" / f"{split}2017" / f"{name}_labelTrainIds.png")
+    (tmp / "classes.txt").write_text("\n".join(DEMO_CLASSES) + "\n")
+    (tmp / ".oczss-demo").write_text(VERSION + "\n")
+    if root.exists():
+        shutil.rmtree(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp.rename(root)
+    return root
+
+
+def _scene(rng: np.random.Generator, size: tuple[int, int]) -> tuple[Image.Image, np.ndarray]:
+    """One image (RGB) and its label map (uint8 [H, W]): two background bands and one to three shapes."""
+    w, h = size
+    label = np.zeros((h, w), np.uint8)
+    top, bottom = rng.choice(4, size=2, replace=False)
+    horizon = int(h * rng.uniform(0.35, 0.65))
+    label[:horizon], label[horizon:] = top, bottom
+    pixels = np.zeros((h, w, 3), np.float32)
+    for cls in (top, bottom):
+        pixels[label == cls] = _texture(rng, cls, h, w)[label == cls]
+    image = Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
+    lab_img = Image.fromarray(label)
+    draw, ldraw = ImageDraw.Draw(image), ImageDraw.Draw(lab_img)
+    for _ in range(int(rng.integers(1, 4))):
+        cls = int(rng.integers(4, 8))
+        r = int(rng.uniform(0.12, 0.22) * min(w, h))
+        cx, cy = int(rng.uniform(r, w - r)), int(rng.uniform(r, h - r))
+        colour = _SHAPE_COLOURS[int(rng.integers(len(_SHAPE_COLOURS)))]
+        poly = _outline(cls, cx, cy, r, rng.uniform(0, np.pi))
+        if poly is None:
+            box = (cx - r, cy - r, cx + r, cy + r)
+            draw.ellipse(box, fill=colour)
+            ldraw.ellipse(box, fill=cls, outline=IGNORE)
+        else:
+            draw.polygon(poly, fill=colour)
+            ldraw.polygon(poly, fill=cls, outline=IGNORE)
+    image = image.filter(ImageFilter.GaussianBlur(0.6))
+    return image, np.asarray(lab_img).copy()
+
+
+def _texture(rng: np.random.Generator, cls: int, h: int, w: int) -> np.ndarray:
+    """Background texture [H, W, 3] for a background class: sky gradient, grass/sand noise, water waves."""
+    base = np.array(_BG[int(cls)], np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    if cls == 0:
+        shade = (yy / h * 40.0)[..., None]
+        return base + shade
+    if cls == 3:
+        waves = (12.0 * np.sin(xx / 7.0 + 3.0 * np.sin(yy / 11.0)))[..., None]
+        return base + waves
+    return base + rng.normal(0.0, 18.0 if cls == 1 else 10.0, size=(h, w, 1)).astype(np.float32)
+
+
+def _outline(cls: int, cx: int, cy: int, r: int, angle: float) -> list[tuple[float, float]] | None:
+    """Polygon vertices of a shape class (None for the circle, drawn as an ellipse)."""
+    if cls == 4:
+        return None
+    if cls == 5:
+        n, radii = 4, [r]
+    elif cls == 6:
+        n, radii = 3, [r]
+    else:
+        n, radii = 10, [r, r * 0.45]
+    pts = []
+    for i in range(n):
+        t = angle + 2 * np.pi * i / n
+        rad = radii[i % len(radii)]
+        pts.append((cx + rad * np.cos(t), cy + rad * np.sin(t)))
+    return pts
