@@ -1,0 +1,96 @@
+"""`oczss cache info`: what a cache holds, how complete it is, its size, and cluster-size statistics.
+
+Cluster sizes are computed with dask over every done image (one task per shard): per (image, cluster) pair
+the share of the S x S grid the cluster covers; reported as the share of empty clusters and quantiles of the
+non-empty sizes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from oczss.cache.store import DONE, FAILED, MISSING, MaskCache
+
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def _counts(block: np.ndarray, k: int) -> np.ndarray:
+    """uint8 [n, S, S] -> int64 [n, k] pixels per cluster."""
+    flat = block.reshape(len(block), -1).astype(np.int64)
+    offsets = np.arange(len(block))[:, None] * k
+    return np.bincount((flat + offsets).ravel(), minlength=len(block) * k).reshape(len(block), k)
+
+
+def cluster_stats(cache: MaskCache, dataset: str, split: str, k: int) -> dict:
+    """Empty-cluster share and size quantiles (share of the grid) over done rows, computed with dask."""
+    import dask.array as da
+
+    sc = cache.split(dataset, split)
+    done = sc.status() == DONE
+    if not done.any():
+        return {"images": 0}
+    grid = cache.params.grid
+    labels = da.from_zarr(sc.labels(k), chunks=(cache.params.shard_size, grid, grid))
+    counts = labels.map_blocks(_counts, k, dtype=np.int64, chunks=(labels.chunks[0], (k,)), drop_axis=2)
+    counts = counts[np.flatnonzero(done)].compute(scheduler="threads")
+    sizes = counts / float(grid * grid)
+    nonempty = sizes[sizes > 0]
+    return {"images": int(done.sum()), "empty_share": float((counts == 0).mean()),
+            "size_quantiles": {f"p{int(q * 100)}": float(np.quantile(nonempty, q)) for q in QUANTILES}}
+
+
+def cache_info(url: str) -> dict:
+    """Everything `oczss cache info` shows, as a JSON-ready dict."""
+    cache = MaskCache.open(url)
+    out = {"cache": url, "params": cache.params.to_dict(), "random_weights": cache.random_weights,
+           "created": cache.meta.get("created"), "oczss_version": cache.meta.get("oczss_version"), "splits": []}
+    for dataset, split in cache.splits():
+        sc = cache.split(dataset, split)
+        status = sc.status()
+        nbytes = sum(a.nbytes_stored() for _, a in sc.group.arrays())
+        records = sc.records()
+        entry = {"dataset": dataset, "split": split, "data_root": sc.meta.get("data_root"), "images": sc.n,
+                 "done": int((status == DONE).sum()), "missing": int((status == MISSING).sum()),
+                 "failed": int((status == FAILED).sum()),
+                 "shards_done": sum(r is not None for r in records), "shards": sc.num_shards,
+                 "bytes": int(nbytes), "bytes_per_image": nbytes / max(int((status != MISSING).sum()), 1),
+                 "failed_images": {i: why for r in records if r for i, why in r["failed"].items()},
+                 "clusters": {str(k): cluster_stats(cache, dataset, split, k) for k in cache.params.ks}}
+        out["splits"].append(entry)
+    return out
+
+
+def format_info(info: dict) -> str:
+    p = info["params"]
+    lines = [f"cache {info['cache']}",
+             f"  DINO {p['dino_model']} (weights {p['fingerprint'][:12]}…"
+             + (", RANDOM WEIGHTS: for tests and the demo only" if info["random_weights"] else "") + ")",
+             f"  R={p['input_size']}  S={p['grid']}  K={','.join(map(str, p['ks']))}  seed={p['seed']}  "
+             f"{p['device']} {p['dtype']}  {p['shard_size']} images/shard",
+             f"  created {info['created']} by oczss {info['oczss_version']}"]
+    if not info["splits"]:
+        lines.append("  (no datasets yet)")
+    for s in info["splits"]:
+        lines.append(f"{s['dataset']}/{s['split']}: {s['images']} images: {s['done']} done, {s['missing']} missing, "
+                     f"{s['failed']} failed; shards {s['shards_done']}/{s['shards']}; "
+                     f"{_size(s['bytes'])} on disk ({_size(s['bytes_per_image'])}/image)  root {s['data_root']}")
+        for k, c in s["clusters"].items():
+            if not c["images"]:
+                lines.append(f"  K={k}: no done images yet")
+                continue
+            q = "  ".join(f"{name} {100 * v:.1f}%" for name, v in c["size_quantiles"].items())
+            lines.append(f"  K={k}: empty clusters {100 * c['empty_share']:.1f}%; cluster size (share of grid) {q}")
+        for image_id, why in list(s["failed_images"].items())[:20]:
+            lines.append(f"  failed {image_id}: {why}")
+        if len(s["failed_images"]) > 20:
+            lines.append(f"  … and {len(s['failed_images']) - 20} more failed (see --json)")
+    return "\n".join(lines)
+
+
+def _size(n: float) -> str:
+    if n < 1024:
+        return f"{n:.0f} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        n /= 1024
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}"

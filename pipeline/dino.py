@@ -1,0 +1,101 @@
+"""The frozen DINO encoder of Stage 1: loading by name, by local path or with random weights, and features.
+
+Default model: timm `vit_base_patch16_224.dino` (DINO ViT-B/16), position embeddings resized to the R/16 grid
+by timm when the weights load. `pretrained` asks timm's hub cache; a path loads a local checkpoint (timm or
+original DINO key names); `random` builds seeded random weights for tests and the demo and says so on stderr.
+`test-tiny` is a 2-layer, 48-wide ViT/16 for fast tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from oczss.errors import OCZSSError
+
+DEFAULT_MODEL = "vit_base_patch16_224.dino"
+TINY = "test-tiny"
+RANDOM_NOTICE = "RANDOM WEIGHTS: {what} uses randomly initialised weights; results are for tests and the demo only"
+
+
+def announce_random(what: str) -> None:
+    print(f"\n*** {RANDOM_NOTICE.format(what=what)} ***\n", file=sys.stderr, flush=True)
+
+
+def load_dino(name: str, weights: str, input_size: int) -> torch.nn.Module:
+    """A frozen DINO ViT (eval mode, no grad) for R x R inputs. weights: 'pretrained' | 'random' | a file path."""
+    import timm
+    from timm.models.vision_transformer import VisionTransformer
+
+    if input_size % 16:
+        raise OCZSSError(f"--input-size {input_size} is not a multiple of the patch size 16")
+    kwargs = dict(img_size=input_size, num_classes=0)
+    if weights == "random":
+        announce_random(f"DINO ({name})")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = (VisionTransformer(patch_size=16, embed_dim=48, depth=2, num_heads=3, **kwargs) if name == TINY
+                     else timm.create_model(name, pretrained=False, **kwargs))
+    elif name == TINY:
+        raise OCZSSError(f"--dino-model {TINY} exists for tests with --weights random only")
+    elif weights == "pretrained":
+        try:
+            model = timm.create_model(name, pretrained=True, **kwargs)
+        except (OSError, RuntimeError) as e:
+            raise OCZSSError(f"could not load pretrained {name} from the hub or its local cache ({type(e).__name__}: "
+                             f"{str(e)[:200]}). Download it where you have internet, or pass --weights PATH to a local "
+                             f"checkpoint (e.g. dino_vitbase16_pretrain.pth)") from e
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise OCZSSError(f"--weights {weights}: no such checkpoint file (expected 'pretrained', 'random' or a path)")
+        try:
+            model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
+        except (RuntimeError, KeyError, ValueError, OSError) as e:
+            raise OCZSSError(f"checkpoint {path} does not load into {name}: {str(e)[:300]}") from e
+    model.eval().requires_grad_(False)
+    return model
+
+
+def fingerprint(model: torch.nn.Module) -> str:
+    """sha256 over every tensor of the state dict (names, dtypes, shapes, bytes): identifies the weights."""
+    h = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+class DinoFeatures(torch.nn.Module):
+    """uint8 images [B, R, R, 3] -> last-layer patch features resized to the S x S grid (Alg. 1 steps 1-2).
+
+    bf16 autocast on CUDA, fp32 on CPU, no autograd. Output fp32 [B, S*S, C].
+    """
+
+    def __init__(self, model: torch.nn.Module, grid: int):
+        super().__init__()
+        self.model, self.grid = model, grid
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1) * 255)
+        self.register_buffer("std", torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1) * 255)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.bfloat16 if self.mean.device.type == "cuda" else torch.float32
+
+    @torch.inference_mode()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images.permute(0, 3, 1, 2).float() - self.mean) / self.std
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
+            tokens = self.model.forward_features(x)[:, self.model.num_prefix_tokens:]
+        b, n, c = tokens.shape
+        h = w = int(round(n ** 0.5))
+        grid = tokens.float().transpose(1, 2).reshape(b, c, h, w)
+        if (h, w) != (self.grid, self.grid):
+            grid = F.interpolate(grid, size=(self.grid, self.grid), mode="bilinear", align_corners=False)
+        return grid.flatten(2).transpose(1, 2)
