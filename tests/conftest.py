@@ -1,0 +1,48 @@
+"""Shared fixtures: offline hubs, a generated demo dataset, builders for the real on-disk dataset formats."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # nothing in the tests may reach a model hub
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """The built-in demo dataset, generated once per test session (treat as read-only)."""
+    from oczss.pipeline.demo import ensure_demo
+
+    return ensure_demo(tmp_path_factory.mktemp("data") / "demo")
+
+
+def write_jpeg(path: Path, rng: np.random.Generator, size=(40, 32)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+
+
+def write_palette_png(path: Path, values: np.ndarray) -> None:
+    """A VOC-style palette PNG whose pixel indices are `values` (uint8 [H, W])."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im = Image.fromarray(values.astype(np.uint8), mode="P")
+    im.putpalette([(i * 37) % 256 for i in range(768)])
+    im.save(path)
+
+
+def make_voc(root: Path, train=("a", "b"), aug=("a", "c"), val=("d",)) -> Path:
+    """A tiny VOC 2012 + SBD aug tree in the mmseg voc_aug layout."""
+    rng = np.random.default_rng(0)
+    seg = root / "ImageSets" / "Segmentation"
+    seg.mkdir(parents=True)
+    for name, ids, label_dir in (("train", train, "SegmentationClass"), ("trainaug", aug, "SegmentationClassAug"),
+                                 ("val", val, "SegmentationClass")):
+        (seg / f"{name}.txt").write_text("\n".join(ids) + "\n")
+        for i in ids:
+            write_jpeg(root / "JPEGImages" / f"{i}.jpg", rng)
+            write_palette_png(root / label_dir / f"{i}.png", rng.choice([0, 1, 15, 20, 255], size=(32, 40)))
+    return root
