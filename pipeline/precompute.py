@@ -1,8 +1,8 @@
 """Stage 1: DINO features -> FPS-Voronoi cluster labels -> the sharded mask cache, resumable, on dask.
 
-The unit of work is one shard (`run_shard`): decode its images on a thread pool, run DINO in batches under a
-per-device lock, cluster, write the shard and then its completion record. Two shard tasks per device run at
-once, so one shard's images decode while the other's run through DINO. Locally the tasks run on dask's
+The unit of work is one shard (`run_shard`): decode its images on a thread pool, run DINO and the clustering
+batch by batch under a per-device lock, write the shard and then its completion record. Two shard tasks per
+device run at once, so one shard's images decode while the other's batches run through DINO. Locally the tasks run on dask's
 threaded scheduler; with `scheduler=ADDRESS` the same tasks go to a `dask.distributed` cluster (one worker per
 GPU, each loading its own DINO and checking its fingerprint against the cache's). Shards that already have a
 record are skipped, so an interrupted run continues where it stopped.
@@ -143,27 +143,28 @@ def run_shard(job: ShardJob, on_images: Callable[[int], None] | None = None,
     labels = {k: np.zeros((n, s, s), np.uint8) for k in p.ks}
     failed: dict[str, str] = {}
     device = torch.device(job.device)
-    with _device_lock(job.device):
-        for start in range(0, n, job.batch_size):
-            rows, images = [], []
-            for i in range(start, min(start + job.batch_size, n)):
-                try:
-                    images.append(decoded[i].result())
-                    rows.append(i)
-                except ImageError as e:
-                    failed[job.ids[i]] = str(e)
-                    if on_failure:
-                        on_failure(job.ids[i], str(e))
-            if rows:
-                batch = torch.from_numpy(np.stack(images))
-                if device.type == "cuda":
-                    batch = batch.pin_memory()
+    for start in range(0, n, job.batch_size):
+        rows, images = [], []
+        for i in range(start, min(start + job.batch_size, n)):
+            try:
+                images.append(decoded[i].result())
+                rows.append(i)
+            except ImageError as e:
+                failed[job.ids[i]] = str(e)
+                if on_failure:
+                    on_failure(job.ids[i], str(e))
+        if rows:
+            batch = torch.from_numpy(np.stack(images))
+            if device.type == "cuda":
+                batch = batch.pin_memory()
+            first = first_centres([job.ids[i] for i in rows], p.seed, s * s)
+            with _device_lock(job.device):  # one batch at a time on the device; the other task decodes meanwhile
                 feats = extract(batch.to(device, non_blocking=True))
-                first = first_centres([job.ids[i] for i in rows], p.seed, s * s).to(device)
-                for k, lab in fps_voronoi(feats, list(p.ks), first).items():
+                clusters = fps_voronoi(feats, list(p.ks), first.to(device))
+                for k, lab in clusters.items():
                     labels[k][rows] = lab.view(-1, s, s).to(torch.uint8).cpu().numpy()
-            if on_images:
-                on_images(min(start + job.batch_size, n) - start)
+        if on_images:
+            on_images(min(start + job.batch_size, n) - start)
     split_cache.write_shard(job.shard, labels, failed)
     return ShardResult(job.shard, job.split, n, failed)
 
@@ -253,7 +254,8 @@ def _run_local(jobs: list[ShardJob], bar, report) -> list[ShardResult]:
         with lock:
             bar.update(n)
 
-    tasks = [dask.delayed(run_shard, pure=False)(job, advance, report) for job in jobs]
+    tasks = [dask.delayed(run_shard, pure=False)(job, advance, report,
+                                                 dask_key_name=f"shard-{job.split}-{job.shard:06d}") for job in jobs]
     return list(dask.compute(*tasks, scheduler="threads", num_workers=TASKS_PER_DEVICE))
 
 
