@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -61,7 +62,8 @@ DATASETS = click.Choice(["coco", "voc", "context", "demo"])
 @click.option("--dino-model", default="vit_base_patch16_224.dino", show_default=True, help="timm model name.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the first FPS centre (with the image id).")
 @click.option("--shard-size", default=256, show_default=True, help="Images per shard object.")
-@click.option("--decode-threads", default=8, show_default=True, help="Image decoding threads per process.")
+@click.option("--decode-threads", type=int, default=lambda: min(16, os.cpu_count() or 1), show_default="CPU cores, at most 16",
+              help="Image decoding threads per process.")
 @click.option("--scheduler", default=None, help="Address of a dask.distributed scheduler (default: dask's local scheduler).")
 def precompute(dataset, data_root, split, cache_url, ks, input_size, grid, batch_size, device, weights, dino_model,
                seed, shard_size, decode_threads, scheduler):

@@ -37,7 +37,7 @@ def ensure_demo(root: str | Path) -> Path:
         (tmp / f"{split}2017").mkdir(parents=True)
         (tmp / "annotations" / f"{split}2017").mkdir(parents=True)
         for i in range(n):
-            image, label = _scene(rng, SIZES[i % len(SIZES)])
+            image, label = scene(rng, SIZES[i % len(SIZES)])
             name = f"{split}_{i:04d}"
             image.save(tmp / f"{split}2017" / f"{name}.jpg", quality=92)
             Image.fromarray(label, mode="L").save(tmp / "annotations" / f"{split}2017" / f"{name}_labelTrainIds.png")
@@ -50,7 +50,7 @@ def ensure_demo(root: str | Path) -> Path:
     return root
 
 
-def _scene(rng: np.random.Generator, size: tuple[int, int]) -> tuple[Image.Image, np.ndarray]:
+def scene(rng: np.random.Generator, size: tuple[int, int]) -> tuple[Image.Image, np.ndarray]:
     """One image (RGB) and its label map (uint8 [H, W]): two background bands and one to three shapes."""
     w, h = size
     label = np.zeros((h, w), np.uint8)

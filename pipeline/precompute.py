@@ -10,6 +10,7 @@ record are skipped, so an interrupted run continues where it stopped.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -48,7 +49,7 @@ class PrecomputeConfig:
     dino_model: str = DEFAULT_MODEL
     seed: int = 0
     shard_size: int = 256
-    decode_threads: int = 8
+    decode_threads: int = min(16, os.cpu_count() or 1)
     scheduler: str | None = None
 
     def validate(self) -> None:
