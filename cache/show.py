@@ -72,7 +72,7 @@ def show(url: str, image_id: str, dataset: str, k: int, out: str | Path, split: 
         raise OCZSSError(f"cache {url} holds no {dataset}" + (f"/{split}" if split else "") + " split")
     for s in candidates:
         sc = cache.split(dataset, s)
-        if image_id in sc.ids:
+        if image_id in sc.index:
             break
     else:
         raise OCZSSError(f"image {image_id!r} is in none of the cached {dataset} splits ({', '.join(candidates)})")

@@ -15,6 +15,7 @@ failed images stay 0 and count as not done.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -138,7 +139,6 @@ class SplitCache:
         self.n = len(self.ids)
         self.shard_size = cache.params.shard_size
         self.num_shards = self.meta["num_shards"]
-        self._row = None
 
     @property
     def name(self) -> str:
@@ -171,12 +171,15 @@ class SplitCache:
                     out[self.row(image_id)] = FAILED
         return out
 
+    @functools.cached_property
+    def index(self) -> dict[str, int]:
+        """image id -> row."""
+        return {image_id: i for i, image_id in enumerate(self.ids)}
+
     def row(self, image_id: str) -> int:
-        if self._row is None:
-            self._row = {image_id: i for i, image_id in enumerate(self.ids)}
-        if image_id not in self._row:
+        if image_id not in self.index:
             raise OCZSSError(f"image {image_id!r} is not in cache {self.cache.url} {self.name}")
-        return self._row[image_id]
+        return self.index[image_id]
 
     def write_shard(self, shard: int, labels: dict[int, np.ndarray], failed: dict[str, str]) -> None:
         """Write a shard's labels (uint8 [rows, S, S] per K; failed rows zero), make them durable, then its record."""

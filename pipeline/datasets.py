@@ -77,7 +77,8 @@ class Sample:
 class DatasetSpec:
     """Everything about a benchmark that does not depend on where it lies on disk.
 
-    crop: training crop and encoder input size (512; 480 for Context). test_short: test-time short side.
+    crop: training crop and encoder input size (512; 480 for Context). train_scale: the Resize img_scale that the
+    U(0.5, 2) ratio multiplies ((2048, 512); (520, 520) for Context). test_short: test-time short side.
     slide_stride: sliding-window stride at test time. templates: OTSeg prompt-template count (6 VOC, 8 others).
     """
 
@@ -87,6 +88,7 @@ class DatasetSpec:
     folder: str
     reduce_zero_label: bool
     crop: int = 512
+    train_scale: tuple[int, int] = (2048, 512)
     test_short: int = 512
     slide_stride: int = 426
     templates: int = 8
@@ -99,11 +101,11 @@ class DatasetSpec:
 SPECS = {
     "voc": DatasetSpec("voc", VOC_CLASSES, (15, 16, 17, 18, 19), "VOC2012", True, templates=6),
     "context": DatasetSpec("context", CONTEXT_CLASSES, (0, 6, 7, 14, 19, 24, 31, 33, 48, 54), "VOC2010", True,
-                           crop=480, test_short=520, slide_stride=80),
+                           crop=480, train_scale=(520, 520), test_short=520, slide_stride=80),
     "coco": DatasetSpec("coco", COCO_CLASSES, (19, 23, 28, 29, 36, 51, 76, 88, 94, 112, 133, 136, 137, 157, 160),
                         "MSCOCO", False),
-    "demo": DatasetSpec("demo", DEMO_CLASSES, (3, 6), "demo", False, crop=128, test_short=128, slide_stride=96,
-                        templates=2),
+    "demo": DatasetSpec("demo", DEMO_CLASSES, (3, 6), "demo", False, crop=128, train_scale=(512, 128),
+                        test_short=128, slide_stride=96, templates=2),
 }
 
 

@@ -1,0 +1,153 @@
+"""Joint image / label / cluster-grid transforms (protocol §2; DESIGN "The cache").
+
+Training view: Resize (ratio U(0.5, 2) of the dataset's img_scale, aspect kept) -> RandomCrop (cat_max_ratio 0.75,
+10 tries) -> horizontal flip (p 0.5) -> PhotoMetricDistortion -> ImageNet Normalize -> Pad (image 0, label 255).
+Test view: short side resized to the dataset's test size. Every view carries a `View`, the map from its pixel
+coordinates back to the original image's normalised coordinates; the cached S x S cluster grid covers the whole
+original image, so a view's per-patch cluster labels are the grid cells under its patch centres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from oczss.pipeline.datasets import IGNORE
+
+MEAN = np.array([123.675, 116.28, 103.53], np.float32)
+STD = np.array([58.395, 57.12, 57.375], np.float32)
+PATCH = 16
+
+
+@dataclass(frozen=True)
+class View:
+    """Where a view's pixels come from: content of `width` x `height` pixels, cropped at (left, top) from the
+    original resized to `scaled_w` x `scaled_h`, mirrored if `flip`. Padding lies right of / below the content."""
+
+    width: int
+    height: int
+    left: int
+    top: int
+    scaled_w: int
+    scaled_h: int
+    flip: bool = False
+
+    def patch_clusters(self, grid: np.ndarray, rows: int, cols: int) -> np.ndarray:
+        """Cluster label of each patch of a rows x cols patch grid: int64 [rows * cols], from grid uint8 [S, S].
+
+        Patch centres are mapped back to normalised original coordinates (padding clamps to the content's edge)
+        and looked up in the grid cell that contains them.
+        """
+        s = grid.shape[0]
+        u = np.clip((np.arange(cols) + 0.5) * PATCH, 0.0, self.width - 1e-3)
+        v = np.clip((np.arange(rows) + 0.5) * PATCH, 0.0, self.height - 1e-3)
+        if self.flip:
+            u = self.width - u
+        gx = np.clip(((u + self.left) / self.scaled_w * s).astype(np.int64), 0, s - 1)
+        gy = np.clip(((v + self.top) / self.scaled_h * s).astype(np.int64), 0, s - 1)
+        return grid[gy[:, None], gx[None, :]].astype(np.int64).reshape(-1)
+
+
+def rescale_size(w: int, h: int, scale: tuple[float, float]) -> tuple[int, int]:
+    """mmcv imrescale: the largest size with aspect kept inside (long, short) = scale."""
+    factor = min(max(scale) / max(w, h), min(scale) / min(w, h))
+    return int(w * factor + 0.5), int(h * factor + 0.5)
+
+
+def resize(image: np.ndarray, label: np.ndarray | None, size: tuple[int, int]):
+    """Bilinear image, nearest label, to size = (w, h)."""
+    img = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+    lab = None if label is None else np.asarray(Image.fromarray(label).resize(size, Image.NEAREST))
+    return img, lab
+
+
+def random_crop(label: np.ndarray, crop: int, rng: np.random.Generator, cat_max_ratio: float = 0.75,
+                tries: int = 10) -> tuple[int, int]:
+    """mmseg RandomCrop: (top, left), retried until no class (255 ignored) covers cat_max_ratio of the crop."""
+    h, w = label.shape
+
+    def pick():
+        return int(rng.integers(0, max(h - crop, 0) + 1)), int(rng.integers(0, max(w - crop, 0) + 1))
+
+    top, left = pick()
+    for _ in range(tries):
+        values, counts = np.unique(label[top:top + crop, left:left + crop], return_counts=True)
+        counts = counts[values != IGNORE]
+        if len(counts) > 1 and counts.max() / counts.sum() < cat_max_ratio:
+            break
+        top, left = pick()
+    return top, left
+
+
+def photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """mmseg PhotoMetricDistortion on uint8 RGB: brightness ±32, contrast [0.5, 1.5] (before or after the colour
+    steps), saturation [0.5, 1.5], hue ±18° (of 180), each with p = 0.5."""
+    img = image.astype(np.float32)
+
+    def clip(x):
+        return np.clip(x, 0, 255).astype(np.uint8).astype(np.float32)
+
+    if rng.random() < 0.5:
+        img = clip(img + rng.uniform(-32, 32))
+    contrast_first = rng.integers(2) == 1
+    if contrast_first and rng.random() < 0.5:
+        img = clip(img * rng.uniform(0.5, 1.5))
+    sat = rng.uniform(0.5, 1.5) if rng.random() < 0.5 else None
+    hue = rng.uniform(-18, 18) if rng.random() < 0.5 else None
+    if sat is not None or hue is not None:
+        hsv = np.asarray(Image.fromarray(img.astype(np.uint8)).convert("HSV")).astype(np.float32)
+        if sat is not None:
+            hsv[..., 1] = np.clip(hsv[..., 1] * sat, 0, 255)
+        if hue is not None:
+            hsv[..., 0] = np.mod(hsv[..., 0] + hue * 256.0 / 180.0, 256.0)
+        img = np.asarray(Image.fromarray(hsv.astype(np.uint8), mode="HSV").convert("RGB")).astype(np.float32)
+    if not contrast_first and rng.random() < 0.5:
+        img = clip(img * rng.uniform(0.5, 1.5))
+    return img.astype(np.uint8)
+
+
+def normalise(image: np.ndarray) -> np.ndarray:
+    """uint8 [H, W, 3] RGB -> float32 [3, H, W] with ImageNet mean/std (OTSeg's Normalize, protocol §2)."""
+    return ((image.astype(np.float32) - MEAN) / STD).transpose(2, 0, 1).copy()
+
+
+def train_view(image: np.ndarray, label: np.ndarray, img_scale: tuple[int, int], crop: int,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, View]:
+    """One augmented training view: float32 [3, crop, crop], uint8 [crop, crop] (255 = ignore/pad), its View."""
+    h, w = label.shape
+    ratio = rng.uniform(0.5, 2.0)
+    sw, sh = rescale_size(w, h, (img_scale[0] * ratio, img_scale[1] * ratio))
+    image, label = resize(image, label, (sw, sh))
+    top, left = random_crop(label, crop, rng)
+    image, label = image[top:top + crop, left:left + crop], label[top:top + crop, left:left + crop]
+    flip = bool(rng.random() < 0.5)
+    if flip:
+        image, label = image[:, ::-1], label[:, ::-1]
+    image = photometric(np.ascontiguousarray(image), rng)
+    ch, cw = label.shape
+    out_img = np.zeros((3, crop, crop), np.float32)
+    out_lab = np.full((crop, crop), IGNORE, np.uint8)
+    out_img[:, :ch, :cw] = normalise(image)
+    out_lab[:ch, :cw] = label
+    return out_img, out_lab, View(cw, ch, left, top, sw, sh, flip)
+
+
+def eval_size(w: int, h: int, short: int) -> tuple[int, int]:
+    """Test resize: short side to `short`, aspect kept (mmseg Resize with min_size, protocol §2)."""
+    factor = short / min(w, h)
+    return int(w * factor + 0.5), int(h * factor + 0.5)
+
+
+def windows(w: int, h: int, crop: int, stride: int) -> list[tuple[int, int, int, int]]:
+    """Sliding windows (left, top, width, height) over a w x h image, clamped to the image (OTSeg slide)."""
+    out = []
+    rows = max(h - crop + stride - 1, 0) // stride + 1
+    cols = max(w - crop + stride - 1, 0) // stride + 1
+    for r in range(rows):
+        for c in range(cols):
+            y2, x2 = min(r * stride + crop, h), min(c * stride + crop, w)
+            y1, x1 = max(y2 - crop, 0), max(x2 - crop, 0)
+            out.append((x1, y1, x2 - x1, y2 - y1))
+    return out
