@@ -1,0 +1,113 @@
+"""Frozen open_clip towers by name and weights: `pretrained` (open_clip's `openai` tag), a local path, or `random`.
+
+The architecture is open_clip's own CLIP class with QuickGELU (OpenAI CLIP, protocol §4), built from open_clip's
+model config for a name like `ViT-B-16`, or from TINY for `tiny`. Local checkpoints may be open_clip / OpenAI state
+dicts (.pt, .bin, .safetensors, TorchScript archives) with `visual.`-prefixed keys, or image-tower-only dicts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import open_clip
+import torch
+from open_clip.factory import load_state_dict
+
+from oczss.errors import OCZSSError
+
+TINY = "tiny"
+TINY_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+PRETRAINED_TAG = "openai"
+
+
+@dataclass
+class Tower:
+    """A loaded, frozen tower: `module` is CLIP.visual (tower `visual`) or the CLIP with its image tower removed
+    (tower `text`, use `module.encode_text`); `fingerprint` identifies its weights; `random` says they are random."""
+
+    module: torch.nn.Module
+    fingerprint: str
+    random: bool
+
+
+def model_config(backbone: str) -> dict:
+    """open_clip's CLIP kwargs for `backbone` (an open_clip model name, or `tiny`)."""
+    if backbone == TINY:
+        return {k: dict(v) if isinstance(v, dict) else v for k, v in TINY_CONFIG.items()}
+    cfg = open_clip.get_model_config(backbone)
+    if cfg is None:
+        raise OCZSSError(f"unknown CLIP backbone {backbone!r}: use an open_clip model name such as ViT-B-16, or tiny")
+    return cfg
+
+
+def load_tower(backbone: str, weights: str, tower: str, seed: int = 0) -> Tower:
+    """Build `backbone` and load `weights` into `tower` ('visual' or 'text'); frozen (no grad) and in eval mode."""
+    from oczss.pipeline.dino import announce_random, fingerprint  # lazy: oczss.pipeline may import oczss.model
+
+    if tower not in ("visual", "text"):
+        raise ValueError(f"tower must be 'visual' or 'text', got {tower!r}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        clip = open_clip.CLIP(**model_config(backbone), quick_gelu=True)
+    if weights == "random":
+        announce_random(f"CLIP {backbone} ({'image' if tower == 'visual' else 'text'} tower)")
+    elif backbone == TINY:
+        raise OCZSSError("the tiny CLIP backbone exists for tests and the demo with weights 'random' only")
+    else:
+        _load_weights(clip, _checkpoint_path(backbone, weights), tower)
+    if tower == "visual":
+        module = clip.visual
+    else:
+        clip.visual = None
+        module = clip
+    module.requires_grad_(False).eval()
+    return Tower(module=module, fingerprint=fingerprint(module), random=weights == "random")
+
+
+def _checkpoint_path(backbone: str, weights: str) -> str:
+    if weights != "pretrained":
+        if not Path(weights).is_file():
+            raise OCZSSError(f"CLIP weights {weights!r}: no such checkpoint file (expected 'pretrained', 'random' "
+                             f"or a path to a local checkpoint)")
+        return weights
+    cfg = open_clip.get_pretrained_cfg(backbone, PRETRAINED_TAG)
+    hint = (f"Fetch the weights where there is internet, then pass the local checkpoint path as the CLIP weights "
+            f"(e.g. OpenAI's ViT-B-16.pt or open_clip's open_clip_pytorch_model.bin)")
+    if not cfg:
+        raise OCZSSError(f"open_clip has no '{PRETRAINED_TAG}' weights for {backbone}. {hint}")
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if offline and importlib.util.find_spec("huggingface_hub") is None:
+        # Without the hub client open_clip would fall back to a plain URL download, ignoring the offline request.
+        raise OCZSSError(f"HF_HUB_OFFLINE is set and huggingface_hub is not installed, so the '{PRETRAINED_TAG}' "
+                         f"weights of {backbone} cannot be fetched. {hint}")
+    try:
+        return open_clip.download_pretrained(cfg)
+    except Exception as e:  # any hub / network / cache failure becomes one actionable message
+        raise OCZSSError(f"could not fetch the '{PRETRAINED_TAG}' weights of {backbone} from the hub or its local "
+                         f"cache ({type(e).__name__}: {str(e)[:200]}). {hint}") from e
+
+
+def _load_weights(clip: torch.nn.Module, path: str, tower: str) -> None:
+    """Load a checkpoint into `clip`; every key of the requested tower must be present, no foreign key may be."""
+    try:
+        state = load_state_dict(path)
+    except Exception as e:
+        raise OCZSSError(f"cannot read CLIP checkpoint {path}: {type(e).__name__}: {str(e)[:200]}") from e
+    if "conv1.weight" in state:  # an image-tower-only checkpoint
+        state = {f"visual.{k}": v for k, v in state.items()}
+    try:
+        result = clip.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise OCZSSError(f"CLIP checkpoint {path} does not fit {tower} tower: {str(e)[:300]}") from e
+    in_tower = (lambda k: k.startswith("visual.")) if tower == "visual" else (lambda k: not k.startswith("visual."))
+    missing = [k for k in result.missing_keys if in_tower(k)]
+    if missing or result.unexpected_keys:
+        raise OCZSSError(f"CLIP checkpoint {path} does not fit the {tower} tower: missing {missing[:5]}, "
+                         f"unexpected {result.unexpected_keys[:5]}")
