@@ -139,3 +139,79 @@ def export(out, fmt, cache_url):
     from oczss.cache.export import export_hdf5
 
     click.echo(export_hdf5(cache_url, out))
+
+
+@main.command()
+def configs():
+    """List the named training recipes (`oczss train --config NAME`)."""
+    from oczss.pipeline.recipes import RECIPES
+
+    width = max(map(len, RECIPES))
+    for name, (what, cfg) in RECIPES.items():
+        click.echo(f"{name:<{width}}  {cfg.iters:>6} it  {what}")
+
+
+@main.command()
+@click.option("--dataset", type=DATASETS, help="Benchmark to train on [default: the recipe's].")
+@click.option("--setting", type=click.Choice(["inductive", "transductive"]), help="[default: the recipe's]")
+@click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder [default: data/<folder>].")
+@_cache_option
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder [default: runs/<dataset>-<setting>].")
+@click.option("--config", "config", help="A recipe name (see `oczss configs`) or a TrainConfig JSON file.")
+@click.option("--iters", type=int, help="Training iterations [default: the recipe's, e.g. 20000 for VOC].")
+@click.option("--batch-size", type=int, help="Global batch [default: 16].")
+@click.option("--micro-batch", type=int, help="Per-process batch per forward; the rest is gradient accumulation.")
+@click.option("--workers", type=int, help="Data loader processes [default: 4].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--weights", help="CLIP weights: pretrained (open_clip 'openai'), random (tests/demo) or a PATH.")
+@click.option("--init-from", type=click.Path(dir_okay=False), help="Start from this checkpoint's trainable weights.")
+@click.option("--text", type=click.Path(dir_okay=False), help="Class x template text embeddings (.npy).")
+@click.option("--seed", type=int, help="Data order and augmentation seed [default: 0].")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
+def train(dataset, setting, data_root, cache_url, out, config, iters, batch_size, micro_batch, workers, device,
+          weights, init_from, text, seed, resume):
+    """Stage 2: train OC-ZSS (or an ablation) from the mask cache."""
+    from oczss.pipeline.recipes import resolve
+    from oczss.pipeline.train import train as run
+
+    cfg = resolve(config, dataset)
+    if dataset and config and dataset != cfg.dataset:
+        raise OCZSSError(f"--dataset {dataset} contradicts --config {config} (a {cfg.dataset} config)")
+    overrides = dict(setting=setting, iters=iters, batch_size=batch_size, micro_batch=micro_batch, workers=workers,
+                     init_from=init_from, text=text, seed=seed)
+    for name, value in overrides.items():
+        if value is not None:
+            setattr(cfg, name, value)
+    if weights:
+        cfg.model["weights"] = weights
+    out = out or f"runs/{cfg.dataset}-{cfg.setting}"
+    summary = run(cfg, out=out, data_root=data_root, cache=cache_url, device=device, resume=resume)
+    last = summary["last"]
+    click.echo(f"{out}: trained to iteration {summary['step']}, loss {last.get('loss', float('nan')):.4f}; "
+               f"checkpoints in {out}/checkpoints, metrics in {out}/metrics.jsonl"
+               + ("; RANDOM WEIGHTS: for tests and the demo only" if summary["random_weights"] else ""))
+
+
+@main.command("eval")
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False), help="A checkpoint written by train.")
+@click.option("--dataset", required=True, type=DATASETS, help="Benchmark to evaluate on (another one: Table 3).")
+@click.option("--split", default="val", show_default=True, type=click.Choice(["train", "val"]))
+@click.option("--mode", default="slide", show_default=True, type=click.Choice(["slide", "whole"]))
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the report as JSON here.")
+@click.option("--data-root", type=click.Path(file_okay=False))
+@_cache_option
+@click.option("--device", default="auto", show_default=True)
+@click.option("--weights", help="Where the frozen CLIP comes from, if not where training found it.")
+@click.option("--text", type=click.Path(dir_okay=False), help="Class x template text embeddings (.npy).")
+@click.option("--workers", default=2, show_default=True, help="Image loading processes.")
+@click.option("--limit", type=int, help="Evaluate the first N images only.")
+def evaluate(checkpoint, dataset, split, mode, json_out, data_root, cache_url, device, weights, text, workers, limit):
+    """Per-class IoU, mIoU(S), mIoU(U), hIoU and pixel accuracy over a whole split."""
+    from oczss.pipeline.evaluate import evaluate as run, format_report, write_json
+
+    report = run(checkpoint, dataset, split=split, mode=mode, data_root=data_root, cache=cache_url, device=device,
+                 weights=weights, text=text, workers=workers, limit=limit)
+    click.echo(format_report(report))
+    if json_out:
+        write_json(report, json_out)
+        click.echo(f"report: {json_out}")

@@ -31,8 +31,6 @@ def load_dino(name: str, weights: str, input_size: int) -> torch.nn.Module:
     import timm
     from timm.models.vision_transformer import VisionTransformer
 
-    if input_size % 16:
-        raise OCZSSError(f"--input-size {input_size} is not a multiple of the patch size 16")
     kwargs = dict(img_size=input_size, num_classes=0)
     if weights == "random":
         announce_random(f"DINO ({name})")
@@ -57,6 +55,9 @@ def load_dino(name: str, weights: str, input_size: int) -> torch.nn.Module:
             model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
         except (RuntimeError, KeyError, ValueError, OSError) as e:
             raise OCZSSError(f"checkpoint {path} does not load into {name}: {str(e)[:300]}") from e
+    patch = model.patch_embed.patch_size[0]
+    if input_size % patch:
+        raise OCZSSError(f"--input-size {input_size} is not a multiple of the patch size {patch} of {name}")
     model.eval().requires_grad_(False)
     return model
 
@@ -67,7 +68,7 @@ def fingerprint(model: torch.nn.Module) -> str:
     for key, tensor in sorted(model.state_dict().items()):
         t = tensor.detach().cpu().contiguous()
         h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 

@@ -28,6 +28,7 @@ from oczss.pipeline.clustering import first_centres, fps_voronoi
 from oczss.pipeline.datasets import Dataset
 from oczss.pipeline.dino import DEFAULT_MODEL, DinoFeatures, fingerprint, load_dino
 from oczss.pipeline.images import ImageError, load_resized
+from oczss.pipeline.runtime import resolve_device
 
 TASKS_PER_DEVICE = 2
 
@@ -58,22 +59,10 @@ class PrecomputeConfig:
             raise OCZSSError(f"--split {self.split!r}: choose train, val or all")
         if not self.ks or min(self.ks) < 1 or max(self.ks) > min(255, self.grid * self.grid):
             raise OCZSSError(f"--ks {','.join(map(str, self.ks))}: every K must lie in 1..{min(255, self.grid ** 2)}")
-        if self.input_size < 16 or self.input_size % 16:
-            raise OCZSSError(f"--input-size {self.input_size}: must be a positive multiple of 16")
-        for flag, v in (("--grid", self.grid), ("--batch-size", self.batch_size), ("--shard-size", self.shard_size),
+        for flag, v in (("--input-size", self.input_size), ("--grid", self.grid), ("--batch-size", self.batch_size), ("--shard-size", self.shard_size),
                         ("--decode-threads", self.decode_threads)):
             if v < 1:
                 raise OCZSSError(f"{flag} {v}: must be at least 1")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise OCZSSError(f"--device {self.device!r}: choose auto, cpu or cuda")
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise OCZSSError(f"--device {device}: CUDA is not available on this machine")
-    return torch.device(device)
 
 
 @dataclass(frozen=True)

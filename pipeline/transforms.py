@@ -58,8 +58,8 @@ def rescale_size(w: int, h: int, scale: tuple[float, float]) -> tuple[int, int]:
 
 def resize(image: np.ndarray, label: np.ndarray | None, size: tuple[int, int]):
     """Bilinear image, nearest label, to size = (w, h)."""
-    img = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
-    lab = None if label is None else np.asarray(Image.fromarray(label).resize(size, Image.NEAREST))
+    img = np.array(Image.fromarray(image).resize(size, Image.BILINEAR))
+    lab = None if label is None else np.array(Image.fromarray(label).resize(size, Image.NEAREST))
     return img, lab
 
 

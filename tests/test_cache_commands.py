@@ -34,7 +34,7 @@ def run(*args):
 def test_bad_flags_refused_before_any_work(demo_root, tmp_path):
     url = str(tmp_path / "c.zarr")
     for extra, message in ((["--ks", "0"], "every K must lie in"), (["--ks", "6,x"], "comma-separated"),
-                           (["--input-size", "100"], "multiple of 16"), (["--device", "cuda"], "CUDA is not available"),
+                           (["--input-size", "100"], "multiple of the patch size 16"), (["--device", "cuda"], "CUDA is not available"),
                            (["--split", "test"], "Invalid value for '--split'")):
         args = [*FLAGS, "--data-root", str(demo_root), "--cache", url]
         args[args.index("--device") + 1:args.index("--device") + 2] = ["cpu"]

@@ -1,0 +1,57 @@
+"""Test-time segmentation of one image (protocol §2 "Test", §5 "Inference"), shared by eval and predict.
+
+The image's short side is resized to the dataset's test size; `slide` runs the model on crop x crop windows
+(stride as in the reference, all windows in one batch), `whole` on the whole resized image padded to a multiple
+of 16. Per window: probabilities sigmoid(0.5 decoder + 0.5 mps) minus the seen-class calibration; overlapping
+windows are averaged, the map is resized bilinearly to the original size. Each window takes its per-patch
+cluster labels from the image's S x S grid at its own patch centres.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from oczss.pipeline.runtime import autocast
+from oczss.pipeline.transforms import MEAN, PATCH, STD, View, eval_size, resize, windows
+
+
+@torch.no_grad()
+def segment(model, image: np.ndarray, grid: np.ndarray | None, text: torch.Tensor, seen: list[int],
+            calibration: float, *, short: int, crop: int, stride: int, mode: str = "slide") -> torch.Tensor:
+    """Class probabilities fp32 [K, H, W] at the original resolution of `image` (uint8 [H, W, 3]).
+
+    grid: uint8 [S, S] cluster labels of the whole image (None for mask sources that need none).
+    seen, calibration: subtracted from the probability of each seen class (0.1 for an inductive model, else 0).
+    """
+    from oczss.model import probabilities
+
+    device = text.device
+    h0, w0 = image.shape[:2]
+    sw, sh = eval_size(w0, h0, short)
+    resized, _ = resize(image, None, (sw, sh))
+    x = torch.from_numpy(resized).to(device).permute(2, 0, 1).float()
+    x = (x - torch.from_numpy(MEAN).to(device)[:, None, None]) / torch.from_numpy(STD).to(device)[:, None, None]
+    boxes = windows(sw, sh, crop, stride) if mode == "slide" else [(0, 0, sw, sh)]
+    bw, bh = boxes[0][2], boxes[0][3]
+    pw, ph = -(-bw // PATCH) * PATCH, -(-bh // PATCH) * PATCH  # window padded to whole patches
+    batch = torch.zeros(len(boxes), 3, ph, pw, device=device)
+    clusters = []
+    for i, (left, top, w, h) in enumerate(boxes):
+        batch[i, :, :h, :w] = x[:, top:top + h, left:left + w]
+        if grid is not None:
+            clusters.append(View(w, h, left, top, sw, sh).patch_clusters(grid, ph // PATCH, pw // PATCH))
+    labels = torch.from_numpy(np.stack(clusters)).to(device) if clusters else None
+    probs = torch.zeros(text.shape[0], sh, sw, device=device)
+    count = torch.zeros(1, sh, sw, device=device)
+    for start in range(0, len(boxes), 8):  # at most 8 windows per forward
+        with autocast(device):
+            out = model(batch[start:start + 8], None if labels is None else labels[start:start + 8], text)
+        p = probabilities(out, seen, calibration)
+        for j, (left, top, w, h) in enumerate(boxes[start:start + 8]):
+            probs[:, top:top + h, left:left + w] += p[j, :, :h, :w]
+            count[:, top:top + h, left:left + w] += 1
+    probs = probs / count
+    return F.interpolate(probs[None], size=(h0, w0), mode="bilinear", align_corners=False)[0]
+

@@ -1,0 +1,177 @@
+"""Training configuration and the named recipes for every row of the paper's Tables 1-3, 5-10, 13 and 14.
+
+`oczss train --config NAME` starts from a recipe (`oczss configs` lists them); `--config FILE.json` from a file
+holding a TrainConfig as JSON (the `config.json` written beside every run's checkpoints is one). Flags given on
+the command line override either.
+
+Defaults (paper §4 / App. A; reference protocol §7): AdamW, lr 2.5e-5 (the paper's) x 10 (the reference's
+multiplier on every trainable module) = an effective 2.5e-4 for all trainable parameters, weight decay 0.01,
+poly 0.9 to min_lr 1e-6 after a 1,500-iteration linear warmup from 1e-6 of the rate, batch 16; 20k / 40k / 80k
+iterations for VOC / Context / COCO (transductive: half, from the inductive checkpoint at half its schedule).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from oczss.errors import OCZSSError
+from oczss.pipeline.datasets import SPECS
+
+ITERS = {"voc": 20000, "context": 40000, "coco": 80000, "demo": 300}
+# n_o and S per dataset (§4); VPT tokens per layer (protocol §4: 100 for COCO).
+MODEL = {"voc": dict(num_objects=6, ora_iterations=4, num_vpt=10),
+         "context": dict(num_objects=8, ora_iterations=5, num_vpt=10),
+         "coco": dict(num_objects=6, ora_iterations=4, num_vpt=100),
+         "demo": dict(backbone="tiny", weights="random", num_objects=4, ora_iterations=2, num_vpt=4)}
+
+
+@dataclass
+class TrainConfig:
+    """Everything `oczss train` does; `model` holds OCZSSConfig fields (oczss.model.OCZSSConfig).
+
+    micro_batch: per-process batch of one forward/backward (0: batch_size / processes); the rest is gradient
+    accumulation. unseen: replaces the dataset's unseen classes (Tables 5 and 9). text: a .npy of class x
+    template embeddings (e.g. OTSeg's shipped arrays) instead of computing them with the CLIP text tower.
+    init_from: checkpoint whose trainable weights start the run (transductive: the inductive one at half its
+    schedule). save_every: iterations between `last.pt` saves; milestone_every: between kept `iter_N.pt`.
+    """
+
+    dataset: str = "voc"
+    setting: str = "inductive"
+    iters: int = 20000
+    batch_size: int = 16
+    micro_batch: int = 0
+    lr: float = 2.5e-5
+    lr_mult: float = 10.0
+    weight_decay: float = 0.01
+    warmup_iters: int = 1500
+    warmup_ratio: float = 1e-6
+    poly_power: float = 0.9
+    min_lr: float = 1e-6
+    unseen: list[int] | None = None
+    text: str | None = None
+    init_from: str | None = None
+    seed: int = 0
+    workers: int = 4
+    log_every: int = 20
+    save_every: int = 500
+    milestone_every: int = 10000
+    description: str = ""
+    model: dict = field(default_factory=dict)
+
+    @property
+    def effective_lr(self) -> float:
+        return self.lr * self.lr_mult
+
+    def validate(self) -> None:
+        if self.dataset not in SPECS:
+            raise OCZSSError(f"dataset {self.dataset!r}: choose one of {', '.join(SPECS)}")
+        if self.setting not in ("inductive", "transductive"):
+            raise OCZSSError(f"--setting {self.setting!r}: choose inductive or transductive")
+        for name in ("iters", "batch_size"):
+            if getattr(self, name) < 1:
+                raise OCZSSError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.unseen is not None:
+            bad = [c for c in self.unseen if not 0 <= c < len(SPECS[self.dataset].classes)]
+            if bad or not self.unseen:
+                raise OCZSSError(f"unseen classes {self.unseen} are not a non-empty subset of the {self.dataset} "
+                                 f"class indices")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise OCZSSError(f"training config: unknown field(s) {', '.join(unknown)}")
+        return cls(**data)
+
+
+def _base(dataset: str, setting: str = "inductive", **model) -> TrainConfig:
+    iters = ITERS[dataset] // (2 if setting == "transductive" else 1)
+    return TrainConfig(dataset=dataset, setting=setting, iters=iters, model={**MODEL[dataset], **model})
+
+
+def _few_seen(dataset: str, share: float) -> list[int]:
+    """Unseen classes when only `share` of the classes are seen (Tables 5, 9; paper silent on which): the first
+    round(share x classes) of the standard seen classes stay seen, every other class is unseen."""
+    spec = SPECS[dataset]
+    keep = set(spec.seen[: round(share * len(spec.classes))])
+    return [c for c in range(len(spec.classes)) if c not in keep]
+
+
+def _recipes() -> dict[str, tuple[str, TrainConfig]]:
+    """name -> (what it reproduces, config)."""
+    out = {}
+
+    def add(name, what, cfg):
+        cfg.description = what
+        out[name] = (what, cfg)
+
+    otseg = dict(mask_source="none", refiner="none", granular=False)
+    for ds in ("voc", "context", "coco"):
+        for setting, table in (("inductive", 1), ("transductive", 2)):
+            add(f"{ds}-{setting}", f"Table {table}, OC-ZSS on {ds}", _base(ds, setting))
+            add(f"{ds}-otseg-{setting}", f"Table {table}, OTSeg baseline on {ds} (all OC-ZSS switches off)",
+                _base(ds, setting, **otseg))
+    for ds, table in (("voc", 5), ("context", 9)):
+        for share in (0.25, 0.5):
+            cfg = _base(ds)
+            cfg.unseen = _few_seen(ds, share)
+            add(f"{ds}-seen{int(share * 100)}", f"Table {table}, {ds} with {int(share * 100)}% seen classes", cfg)
+    for ds in ("voc", "context"):
+        add(f"{ds}-t6-baseline", "Table 6 row 1: no ORA, no object prompts, no granular attention",
+            _base(ds, **otseg))
+        add(f"{ds}-t6-ora", "Table 6 row 2: ORA from random object features", _base(ds, mask_source="none",
+                                                                                      granular=False))
+        add(f"{ds}-t6-ora-prompts", "Table 6 row 3: ORA + object prompts", _base(ds, granular=False))
+        add(f"{ds}-t6-full", "Table 6 row 4: ORA + object prompts + granular attention", _base(ds))
+    for name, what, model in (
+            ("dino-b16", "Table 7/13: DINO-B/16 masks (default cache)", {}),
+            ("dino-b8", "Table 7: DINO-B/8 masks (cache from --dino-model vit_base_patch8_224.dino)", {}),
+            ("dinov2-b14", "Table 7: DINOv2-B/14 masks (cache from --dino-model vit_base_patch14_dinov2.lvd142m "
+                           "--input-size 518)", {}),
+            ("dinov2-reg", "Table 13: DINOv2-B/14 + registers masks (cache from --dino-model "
+                           "vit_base_patch14_reg4_dinov2.lvd142m --input-size 518)", {}),
+            ("ibot", "Table 13: iBOT masks (cache from --dino-model vit_base_patch16_224 --weights IBOT_CHECKPOINT)",
+             {}),
+            ("clip", "Table 7: masks from clustering the frozen CLIP's own features", dict(mask_source="clip")),
+            ("region", "Table 7: fixed square regions (CLIP-RC)", dict(mask_source="region")),
+            ("none", "Table 7/13: no mask (ORA from random object features)", dict(mask_source="none"))):
+        add(f"voc-t7-{name}", what, _base("voc", **model))
+    add("voc-t8-ora", "Table 8: ORA", _base("voc"))
+    add("voc-t8-no-gru", "Table 8: ORA without GRU (residual updates)", _base("voc", ora_update="residual"))
+    for n in (1, 2, 4):
+        add(f"voc-t8-cross{n}", f"Table 8: {n}x plain cross-attention instead of ORA",
+            _base("voc", refiner="cross_attention", cross_attention_layers=n, granular=False))
+    for s in range(8):
+        add(f"voc-t10-s{s}", f"Table 10: S = {s} ORA iterations",
+            _base("voc", **(dict(refiner="none", granular=False) if s == 0 else dict(ora_iterations=s))))
+    for n in range(2, 9):
+        add(f"voc-t14-no{n}", f"Table 14: n_o = {n} object prompts", _base("voc", num_objects=n))
+    add("demo", "the built-in demo: tiny random-weight model, a few minutes on a CPU", _base("demo"))
+    return out
+
+
+RECIPES = _recipes()
+
+
+def resolve(name_or_path: str | None, dataset: str | None) -> TrainConfig:
+    """A recipe by name, a TrainConfig JSON file, or (None) the default recipe `<dataset>-inductive`."""
+    if name_or_path is None:
+        if dataset is None:
+            raise OCZSSError("give --dataset or --config")
+        return dataclasses.replace(RECIPES["demo" if dataset == "demo" else f"{dataset}-inductive"][1])
+    if name_or_path in RECIPES:
+        cfg = RECIPES[name_or_path][1]
+        return dataclasses.replace(cfg, model=dict(cfg.model))
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise OCZSSError(f"--config {name_or_path}: neither a recipe (see `oczss configs`) nor a JSON file")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise OCZSSError(f"--config {path}: not valid JSON ({e})") from e
+    return TrainConfig.from_dict(data.get("train", data))
