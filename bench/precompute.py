@@ -26,7 +26,8 @@ import torch
 from oczss.cache.info import cache_info
 from oczss.pipeline.demo import scene
 from oczss.pipeline.dino import DinoFeatures, load_dino
-from oczss.pipeline.precompute import PrecomputeConfig, precompute, resolve_device
+from oczss.pipeline.precompute import PrecomputeConfig, precompute
+from oczss.pipeline.runtime import resolve_device
 
 
 def make_images(root: Path, n: int) -> None:
