@@ -53,15 +53,16 @@ def load_tower(backbone: str, weights: str, tower: str, seed: int = 0) -> Tower:
 
     if tower not in ("visual", "text"):
         raise ValueError(f"tower must be 'visual' or 'text', got {tower!r}")
+    if weights == "random":
+        announce_random(f"CLIP {backbone} ({'image' if tower == 'visual' else 'text'} tower)")
+    elif backbone == TINY and weights == "pretrained":
+        raise OCZSSError("the tiny CLIP backbone has no pretrained weights: use 'random' or a local checkpoint")
+    path = None if weights == "random" else _checkpoint_path(backbone, weights)  # fail before building
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         clip = open_clip.CLIP(**model_config(backbone), quick_gelu=True)
-    if weights == "random":
-        announce_random(f"CLIP {backbone} ({'image' if tower == 'visual' else 'text'} tower)")
-    elif backbone == TINY:
-        raise OCZSSError("the tiny CLIP backbone exists for tests and the demo with weights 'random' only")
-    else:
-        _load_weights(clip, _checkpoint_path(backbone, weights), tower)
+    if path is not None:
+        _load_weights(clip, path, tower)
     if tower == "visual":
         module = clip.visual
     else:

@@ -1,0 +1,65 @@
+"""CLIP weights (pretrained / local path / random) and the JSON round trip of OCZSSConfig."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from oczss.errors import OCZSSError
+from oczss.model import OCZSSConfig, build_model
+from oczss.model.clip import load_tower
+
+
+def test_pretrained_offline_fails_with_a_hint_to_pass_a_local_path(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OCZSSError, match="local checkpoint path"):
+        load_tower("ViT-B-16", "pretrained", "visual")
+
+
+@pytest.mark.parametrize("layout", ["visual-only", "full-clip"])
+def test_local_checkpoint_loads(tmp_path, layout):
+    source = load_tower("tiny", "random", "visual", seed=7)
+    state = source.module.state_dict()
+    if layout == "full-clip":
+        state = {f"visual.{k}": v for k, v in state.items()}
+    path = tmp_path / "clip.pt"
+    torch.save(state, path)
+    loaded = load_tower("tiny", str(path), "visual")
+    assert loaded.fingerprint == source.fingerprint and not loaded.random
+    assert loaded.fingerprint != load_tower("tiny", "random", "visual", seed=0).fingerprint
+    model = build_model(OCZSSConfig(backbone="tiny", weights=str(path)))
+    assert not model.random_weights and model.weights_fingerprint == source.fingerprint
+    assert all(torch.equal(v, source.module.state_dict()[k]) for k, v in model.encoder.clip.state_dict().items())
+
+
+def test_bad_checkpoints_are_refused_clearly(tmp_path):
+    with pytest.raises(OCZSSError, match="no such checkpoint"):
+        load_tower("tiny", str(tmp_path / "missing.pt"), "visual")
+    torch.save({"conv1.weight": torch.zeros(3, 3)}, tmp_path / "wrong.pt")
+    with pytest.raises(OCZSSError, match="does not fit"):
+        load_tower("tiny", str(tmp_path / "wrong.pt"), "visual")
+    with pytest.raises(OCZSSError, match="no pretrained weights"):
+        load_tower("tiny", "pretrained", "visual")
+
+
+def test_random_weights_are_announced_and_recorded(capsys):
+    model = build_model(OCZSSConfig(backbone="tiny", weights="random"))
+    assert "RANDOM WEIGHTS" in capsys.readouterr().err
+    assert model.random_weights and len(model.weights_fingerprint) == 64
+
+
+def test_config_round_trips_through_json_and_validates():
+    config = OCZSSConfig(backbone="tiny", mask_source="region", dilations=(1, 2), num_objects=8)
+    again = OCZSSConfig.from_dict(json.loads(json.dumps(dataclasses.asdict(config))))
+    assert again == config
+    baseline = OCZSSConfig.otseg()
+    assert (baseline.mask_source, baseline.refiner, baseline.granular) == ("none", "none", False)
+    with pytest.raises(OCZSSError, match="unknown field"):
+        OCZSSConfig.from_dict({"num_object": 6})
+    with pytest.raises(OCZSSError, match="mask_source"):
+        OCZSSConfig(mask_source="sam")
+    with pytest.raises(OCZSSError, match="granular"):
+        OCZSSConfig(refiner="cross_attention")
+    with pytest.raises(OCZSSError, match="ora_iterations"):
+        OCZSSConfig(ora_iterations=0)
