@@ -104,10 +104,9 @@ class PromptedEncoder(nn.Module):
         """The frozen output head: ln_post, proj W -> C, then L2 normalisation (g and H of protocol §4)."""
         return F.normalize(self.clip.ln_post(tokens) @ self.clip.proj, dim=-1)
 
-    @torch.no_grad()
     def clip_features(self, images: torch.Tensor) -> torch.Tensor:
         """The frozen CLIP's own last-layer patch tokens [B, M, W] (no prompts, CLIP's CLS = class_embedding +
-        pos[0]), for the `clip` mask source."""
+        pos[0]): the `clip` mask source clusters them, bench/model.py times them as the plain encoder."""
         patches, cls_input, _ = self._embed(images)
         x = self.clip.ln_pre(torch.cat([cls_input.expand(patches.shape[0], 1, -1), patches], dim=1))
         for block in self.clip.transformer.resblocks:

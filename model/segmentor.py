@@ -71,22 +71,26 @@ class OCZSS(nn.Module):
             raise ValueError(f"image size {tuple(size)} is not a multiple of the patch size {patch}")
         enc = self.encoder(images, self._labels(images, cluster_labels))
         g = self.encoder.project(enc.cls)
-        h = self.encoder.project(enc.patches)
-        memory = h
-        if self.refiner is not None:
-            width_space = self.config.ora_space == "width"
-            of = enc.objects if enc.objects is not None else self.object_features.expand(images.shape[0], -1, -1)
-            pf = enc.patches if width_space else h
-            if not width_space and enc.objects is not None:
-                of = self.encoder.project(of)
-            _, pf = self.refiner(of, pf, enc.grid)
-            memory = self.encoder.project(pf) if width_space else F.normalize(pf, dim=-1)
-        mps_memory = memory if self.config.mps_on_refined else h
+        if self.refiner is None:
+            memory = mps_memory = self.encoder.project(enc.patches)
+        else:
+            memory, mps_memory = self._refine(enc, images.shape[0])
         decoder, mps = self.decoder(text, g, memory, mps_memory)
-        b, k = decoder.shape[:2]
-        upsample = lambda x: F.interpolate(x.reshape(b, k, *enc.grid), size=size, mode="bilinear",  # noqa: E731
-                                           align_corners=False)
-        return {"decoder": upsample(decoder), "mps": upsample(mps)}
+        return {"decoder": _upsample(decoder, enc.grid, size), "mps": _upsample(mps, enc.grid, size)}
+
+    def _refine(self, enc, batch: int):
+        """Refine PF with OF (§3.3) in the configured space; -> (MPSA memory, MPS memory), both [B, M, C] unit."""
+        project, width_space = self.encoder.project, self.config.ora_space == "width"
+        of = enc.objects if enc.objects is not None else self.object_features.expand(batch, -1, -1)
+        h = None if width_space and self.config.mps_on_refined else project(enc.patches)
+        if width_space:
+            pf = enc.patches
+        else:
+            pf = h
+            of = project(of) if enc.objects is not None else of
+        _, pf = self.refiner(of, pf, enc.grid)
+        memory = project(pf) if width_space else F.normalize(pf, dim=-1)
+        return memory, memory if self.config.mps_on_refined else h
 
     def _labels(self, images: torch.Tensor, cluster_labels: torch.Tensor | None) -> torch.Tensor | None:
         """Per-patch object assignment for the mask source: given (dino), CLIP clusters (clip) or a grid (region)."""
@@ -104,7 +108,8 @@ class OCZSS(nn.Module):
             return region_labels(h, w, n, images.device).expand(b, -1)
         from oczss.pipeline.clustering import fps_voronoi  # lazy: oczss.pipeline may import oczss.model
 
-        features = self.encoder.clip_features(images).float()
+        with torch.no_grad():
+            features = self.encoder.clip_features(images).float()
         # FPS's first centre (Alg. 1 "pick c_1 uniformly") made deterministic: the patch farthest from the mean
         first = (features - features.mean(1, keepdim=True)).square().sum(-1).argmax(1)
         return fps_voronoi(features, [n], first)[n]
@@ -122,6 +127,11 @@ class OCZSS(nn.Module):
     def trainable_state_dict(self) -> dict:
         """The state dict without the frozen CLIP (which `build_model` reloads from `config.weights`)."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.clip.")}
+
+
+def _upsample(logits: torch.Tensor, grid: tuple[int, int], size) -> torch.Tensor:
+    """[B, K, h*w] -> [B, K, H, W], bilinear, align_corners=False."""
+    return F.interpolate(logits.reshape(*logits.shape[:2], *grid), size=size, mode="bilinear", align_corners=False)
 
 
 def probabilities(outputs: dict, seen_classes, calibration: float) -> torch.Tensor:
