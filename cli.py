@@ -215,3 +215,39 @@ def evaluate(checkpoint, dataset, split, mode, json_out, data_root, cache_url, d
     if json_out:
         write_json(report, json_out)
         click.echo(f"report: {json_out}")
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False))
+@click.option("--classes", required=True, help='Comma-separated class names, e.g. "cat,dog,grass".')
+@click.option("--out", default="predictions", show_default=True, type=click.Path(file_okay=False))
+@click.option("--device", default="auto", show_default=True)
+@click.option("--weights", help="Where the frozen CLIP comes from, if not where training found it.")
+@click.option("--dino-weights", help="DINO weights for on-the-fly clusters [default: as the training cache].")
+@click.option("--text", type=click.Path(dir_okay=False), help="Text embeddings (.npy) for the classes, in order.")
+@click.option("--mode", default="slide", show_default=True, type=click.Choice(["slide", "whole"]))
+def predict(images, checkpoint, classes, out, device, weights, dino_weights, text, mode):
+    """Segment your own images with your own class names: overlay and label PNGs per image."""
+    from oczss.pipeline.predict import predict as run
+
+    for path in run(list(images), checkpoint, classes.split(","), out, device=device, weights=weights,
+                    dino_weights=dino_weights, text=text, mode=mode):
+        click.echo(path)
+
+
+@main.command()
+@click.option("--out", default="oczss-demo", show_default=True, type=click.Path(file_okay=False))
+@click.option("--iters", type=int, help="Training iterations [default: the demo recipe's 300].")
+@click.option("--device", default="cpu", show_default=True)
+def demo(out, iters, device):
+    """Run precompute -> train -> eval -> predict on the built-in demo dataset (random weights, CPU, minutes)."""
+    from oczss.pipeline.demo_run import run_demo
+
+    r = run_demo(out, iters=iters, device=device)
+    rep = r["report"]
+    click.echo(f"\noczss demo done (RANDOM WEIGHTS: a pipeline check, not a result):\n"
+               f"  dataset      {out}/data/demo\n  mask cache   {r['cache']}  (`oczss cache info --cache {r['cache']}`)\n"
+               f"  training run {r['run']}  (config.json, metrics.jsonl, tb/, checkpoints/)\n"
+               f"  eval report  {r['eval']}: mIoU(S) {rep['mIoU_seen']:.1f}, mIoU(U) {rep['mIoU_unseen']:.1f}, "
+               f"hIoU {rep['hIoU']:.1f}\n  predictions  {out}/predictions ({len(r['predictions'])} files)")

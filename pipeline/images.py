@@ -58,4 +58,4 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 def load_resized(path: Path | str, size: int) -> np.ndarray:
     """The whole image resized to size x size (bilinear, aspect not kept): uint8 [size, size, 3]."""
     im = load_rgb(path, draft=(size, size))
-    return np.asarray(im.resize((size, size), Image.BILINEAR))
+    return np.array(im.resize((size, size), Image.BILINEAR))

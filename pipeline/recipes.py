@@ -151,7 +151,9 @@ def _recipes() -> dict[str, tuple[str, TrainConfig]]:
             _base("voc", **(dict(refiner="none", granular=False) if s == 0 else dict(ora_iterations=s))))
     for n in range(2, 9):
         add(f"voc-t14-no{n}", f"Table 14: n_o = {n} object prompts", _base("voc", num_objects=n))
-    add("demo", "the built-in demo: tiny random-weight model, a few minutes on a CPU", _base("demo"))
+    demo = _base("demo")
+    demo.batch_size, demo.warmup_iters, demo.lr, demo.workers, demo.save_every, demo.log_every = 8, 30, 1e-4, 2, 100, 20
+    add("demo", "the built-in demo: tiny random-weight model, a few minutes on a CPU", demo)
     return out
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from oczss import __version__
+from oczss.cache.store import MaskCache
 from oczss.errors import OCZSSError
 from oczss.pipeline import checkpoint as ckpt_io
 from oczss.pipeline.data import UNSEEN, Positions, TrainData, seed_worker, with_clusters
@@ -69,11 +70,13 @@ def train(cfg: TrainConfig, *, out: str | Path, data_root: str | None, cache: st
     if cfg.unseen is not None:
         dataset.spec = dataclasses.replace(dataset.spec, unseen=tuple(sorted(cfg.unseen)))
     spec = dataset.spec
-    samples, grids = dataset.samples("train"), None
+    samples, grids, clusters = dataset.samples("train"), None, None
     if model_cfg.mask_source == "dino":
         if cache is None:
             raise OCZSSError("the model's object prompts need DINO clusters: pass --cache (see `oczss precompute`)")
         samples, grids = with_clusters(samples, cache, cfg.dataset, "train", model_cfg.num_objects)
+        mask_cache = MaskCache.open(cache)
+        clusters = {**mask_cache.params.to_dict(), "random_weights": mask_cache.random_weights}
     rank, world, dev = init_distributed(device)
     micro = cfg.micro_batch or cfg.batch_size // world
     if micro < 1 or cfg.batch_size % (micro * world):
@@ -108,7 +111,7 @@ def train(cfg: TrainConfig, *, out: str | Path, data_root: str | None, cache: st
     meta = {"train_config": dataclasses.asdict(cfg), "model_config": dataclasses.asdict(model_cfg),
             "dataset": cfg.dataset, "setting": cfg.setting, "classes": list(spec.classes), "unseen": list(spec.unseen),
             "random_weights": model.random_weights, "weights_fingerprint": model.weights_fingerprint,
-            "oczss_version": __version__}
+            "clusters": clusters, "oczss_version": __version__}
     writer = _Logger(out, meta, rank == 0, resume, {"data_root": str(dataset.root), "cache": cache,
                                                     "world_size": world, "device": str(dev), "micro_batch": micro,
                                                     "accumulation": accum, "samples": len(samples)})
