@@ -95,12 +95,23 @@ def _checkpoint_path(backbone: str, weights: str) -> str:
                          f"cache ({type(e).__name__}: {str(e)[:200]}). {hint}") from e
 
 
+def _read_state(path: str) -> dict:
+    """State dict of a checkpoint file; TorchScript archives (OpenAI's own ViT-B-16.pt) through torch.jit.load."""
+    try:
+        return load_state_dict(path)
+    except Exception as e:  # torch.load(weights_only=True) refuses TorchScript archives
+        try:
+            state = torch.jit.load(path, map_location="cpu").state_dict()
+        except Exception:
+            raise OCZSSError(f"cannot read CLIP checkpoint {path}: {type(e).__name__}: {str(e)[:200]}") from e
+    # metadata of OpenAI's archives, and open_clip's causal text mask (a non-persistent buffer, scripted as state)
+    extra = ("input_resolution", "context_length", "vocab_size", "attn_mask")
+    return {k: v for k, v in state.items() if k not in extra}
+
+
 def _load_weights(clip: torch.nn.Module, path: str, tower: str) -> None:
     """Load a checkpoint into `clip`; every key of the requested tower must be present, no foreign key may be."""
-    try:
-        state = load_state_dict(path)
-    except Exception as e:
-        raise OCZSSError(f"cannot read CLIP checkpoint {path}: {type(e).__name__}: {str(e)[:200]}") from e
+    state = _read_state(path)
     if "conv1.weight" in state:  # an image-tower-only checkpoint
         state = {f"visual.{k}": v for k, v in state.items()}
     try:

@@ -17,9 +17,11 @@ def prompt_scores(queries: torch.Tensor, keys: torch.Tensor, eps: float, max_ite
 
     queries [B, K, N, C], keys [B, M, C] -> (plan T [B, K, M, N], score map [B, K, M]) where cos = <q/|q|, k/|k|>,
     T = Sinkhorn(1 - cos) with uniform marginals, and score[m] = sum_n M * N * T_mn * cos_mn: N times a per-pixel
-    convex combination of prompt cosines, used as logits.
+    convex combination of prompt cosines, used as logits. In fp32 (autocast off), as in the reference: the plan
+    is exp(-cost / 0.05), so bf16's ~3 significant digits in cos would shift it by a few percent.
     """
-    cos = torch.einsum("bknc,bmc->bkmn", F.normalize(queries, dim=-1), F.normalize(keys, dim=-1)).float()
+    with torch.autocast(queries.device.type, enabled=False):
+        cos = torch.einsum("bknc,bmc->bkmn", F.normalize(queries.float(), dim=-1), F.normalize(keys.float(), dim=-1))
     plan = sinkhorn(1.0 - cos, eps=eps, max_iters=max_iters)
     m, n = cos.shape[-2:]
     return plan, (plan * cos).sum(-1) * (m * n)

@@ -26,7 +26,10 @@ def num_heads(dim: int, head_dim: int) -> int:
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
     """Multi-head scaled dot-product attention on projected tensors: q [B, Q, D], k, v [B, T, D] -> [B, Q, D]."""
     b, d = q.shape[0], q.shape[-1]
-    split = lambda x: x.reshape(b, x.shape[1], heads, d // heads).transpose(1, 2)  # noqa: E731
+
+    def split(x: torch.Tensor) -> torch.Tensor:  # [B, T, D] -> [B, heads, T, D / heads]
+        return x.reshape(b, x.shape[1], heads, d // heads).transpose(1, 2)
+
     return F.scaled_dot_product_attention(split(q), split(k), split(v)).transpose(1, 2).reshape(b, -1, d)
 
 

@@ -3,12 +3,13 @@
 import dataclasses
 import json
 
+import open_clip
 import pytest
 import torch
 
 from oczss.errors import OCZSSError
 from oczss.model import OCZSSConfig, build_model
-from oczss.model.clip import load_tower
+from oczss.model.clip import load_tower, model_config
 
 
 def test_pretrained_offline_fails_with_a_hint_to_pass_a_local_path(monkeypatch):
@@ -17,14 +18,19 @@ def test_pretrained_offline_fails_with_a_hint_to_pass_a_local_path(monkeypatch):
         load_tower("ViT-B-16", "pretrained", "visual")
 
 
-@pytest.mark.parametrize("layout", ["visual-only", "full-clip"])
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")  # torch.jit's deprecation notices
+@pytest.mark.parametrize("layout", ["visual-only", "full-clip", "torchscript"])
 def test_local_checkpoint_loads(tmp_path, layout):
     source = load_tower("tiny", "random", "visual", seed=7)
     state = source.module.state_dict()
-    if layout == "full-clip":
-        state = {f"visual.{k}": v for k, v in state.items()}
     path = tmp_path / "clip.pt"
-    torch.save(state, path)
+    if layout == "torchscript":  # like OpenAI's own ViT-B-16.pt
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(7)
+            clip = open_clip.CLIP(**model_config("tiny"), quick_gelu=True)
+        torch.jit.script(clip).save(str(path))
+    else:
+        torch.save(state if layout == "visual-only" else {f"visual.{k}": v for k, v in state.items()}, path)
     loaded = load_tower("tiny", str(path), "visual")
     assert loaded.fingerprint == source.fingerprint and not loaded.random
     assert loaded.fingerprint != load_tower("tiny", "random", "visual", seed=0).fingerprint
