@@ -97,7 +97,6 @@ def train(cfg: TrainConfig, *, out: str | Path, data_root: str | None, cache: st
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step = state["step"]
-        ckpt_io.set_rng_state(state["rng"])
     elif cfg.init_from:
         ckpt_io.load_trainable(model, ckpt_io.load(cfg.init_from)["model"], f"--init-from {cfg.init_from}")
     net = model
@@ -126,7 +125,10 @@ def train(cfg: TrainConfig, *, out: str | Path, data_root: str | None, cache: st
 
     bar = tqdm(total=cfg.iters, initial=step, unit="it", desc=f"train {cfg.dataset} {cfg.setting}",
                disable=not progress or rank != 0, file=sys.stderr, dynamic_ncols=True)
-    batches = iter(loader)
+    torch.manual_seed(cfg.seed + rank)  # dropout; the data stream is seeded per sample
+    batches = iter(loader)  # draws from torch's RNG: before the resumed state is put back
+    if resume:
+        ckpt_io.set_rng_state(state["rng"])
     net.train()
     try:
         while step < cfg.iters:

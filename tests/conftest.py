@@ -46,3 +46,15 @@ def make_voc(root: Path, train=("a", "b"), aug=("a", "c"), val=("d",)) -> Path:
             write_jpeg(root / "JPEGImages" / f"{i}.jpg", rng)
             write_palette_png(root / label_dir / f"{i}.png", rng.choice([0, 1, 15, 20, 255], size=(32, 40)))
     return root
+
+
+@pytest.fixture(scope="session")
+def demo_stage1(demo_root, tmp_path_factory) -> dict:
+    """A demo mask cache (both splits, the demo's K=4) and the demo's random text embeddings, built once."""
+    from oczss.pipeline.demo_run import PRECOMPUTE, random_text
+    from oczss.pipeline.precompute import PrecomputeConfig, precompute
+
+    folder = tmp_path_factory.mktemp("stage1")
+    cache = str(folder / "cache.zarr")
+    precompute(PrecomputeConfig(cache=cache, data_root=str(demo_root), device="cpu", **PRECOMPUTE), progress=False)
+    return {"root": str(demo_root), "cache": cache, "text": str(random_text(folder / "text.npy"))}

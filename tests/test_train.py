@@ -1,0 +1,159 @@
+"""Training: loss goes down, resume equals uninterrupted, Ctrl-C saves, refusals, transductive, DDP on gloo."""
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from oczss.errors import OCZSSError
+from oczss.model import OCZSSConfig, build_model
+from oczss.pipeline.checkpoint import load
+from oczss.pipeline.data import TrainData, with_clusters
+from oczss.pipeline.datasets import Dataset
+from oczss.pipeline.recipes import resolve
+from oczss.pipeline.train import train
+
+
+@pytest.fixture
+def stage1(demo_stage1):
+    return demo_stage1
+
+
+def tiny_cfg(stage1, **kw):
+    cfg = resolve("demo", None)
+    return dataclasses.replace(cfg, model=dict(cfg.model), text=stage1["text"], batch_size=4, workers=0, log_every=1,
+                               **kw)
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_steps_on_a_fixed_batch_lower_the_loss(stage1):
+    dataset = Dataset("demo", stage1["root"])
+    samples, grids = with_clusters(dataset.samples("train"), stage1["cache"], "demo", "train", 4)
+    data = TrainData(dataset, samples, "inductive", grids, 128, seed=0)
+    batch = torch.utils.data.default_collate([data[(i, i)] for i in range(4)])
+    assert batch["clusters"].shape == (4, 64) and int(batch["clusters"].max()) < 4
+    cfg = resolve("demo", None)
+    model = build_model(OCZSSConfig.from_dict(cfg.model))
+    text = torch.from_numpy(np.load(stage1["text"]))[list(dataset.spec.seen)]
+    opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-3)
+    model.train()
+    losses = []
+    for _ in range(15):
+        loss = model.loss(model(batch["image"], batch["clusters"], text), batch["label"])["total"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_resume_equals_uninterrupted(stage1, tmp_path):
+    cfg = tiny_cfg(stage1, iters=6)
+    whole = tmp_path / "whole"
+    train(cfg, out=whole, data_root=stage1["root"], cache=stage1["cache"], device="cpu", progress=False)
+    half = tmp_path / "half"
+    half.mkdir()
+    shutil.copy(whole / "checkpoints" / "iter_000003.pt", half / "last.pt")  # the run as it was at step 3
+    train(cfg, out=half, data_root=stage1["root"], cache=stage1["cache"], device="cpu", resume=True, progress=False)
+    a, b = metrics(whole)[3:], metrics(half)
+    assert [m["step"] for m in b] == [4, 5, 6]
+    for x, y in zip(a, b):
+        for key in ("loss", "decoder_focal", "mps_dice", "lr"):
+            assert x[key] == pytest.approx(y[key], rel=1e-6, abs=1e-9), key
+    wa, wb = load(whole / "last.pt")["model"], load(half / "last.pt")["model"]
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+    with pytest.raises(OCZSSError, match="already holds a run"):
+        train(cfg, out=whole, data_root=stage1["root"], cache=stage1["cache"], device="cpu", progress=False)
+    with pytest.raises(OCZSSError, match="batch_size: saved 4, now 8"):
+        train(dataclasses.replace(cfg, batch_size=8), out=whole, data_root=stage1["root"], cache=stage1["cache"],
+              device="cpu", resume=True, progress=False)
+    config = json.loads((whole / "config.json").read_text())
+    assert config["random_weights"] is True and config["train"]["iters"] == 6 and config["model"]["num_objects"] == 4
+    assert (whole / "tb").is_dir() and any((whole / "tb").iterdir())
+
+
+def test_ctrl_c_saves_a_resumable_checkpoint(stage1, tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "oczss", "train", "--config", "demo", "--data-root", stage1["root"],
+                             "--cache", stage1["cache"], "--text", stage1["text"], "--out", str(run), "--iters",
+                             "100000", "--workers", "0", "--batch-size", "2", "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (run / "metrics.jsonl").exists() or len((run / "metrics.jsonl").read_text().splitlines()) < 2:
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert b"--resume" in err
+    step = load(run / "last.pt")["step"]
+    assert step >= 40  # logged every 20 iterations, at least two lines written before the interrupt
+
+
+def test_cache_must_fit_and_failed_rows_are_skipped(stage1, demo_root, tmp_path):
+    from oczss.pipeline.precompute import PrecomputeConfig, precompute
+
+    wrong_k = str(tmp_path / "k6.zarr")
+    precompute(PrecomputeConfig(dataset="demo", cache=wrong_k, data_root=stage1["root"], ks=(6,), input_size=64,
+                                grid=8, weights="random", dino_model="test-tiny", device="cpu"), progress=False)
+    with pytest.raises(OCZSSError, match=r"no K=4 clusters.*--ks 4"):
+        train(tiny_cfg(stage1, iters=1), out=tmp_path / "a", data_root=stage1["root"], cache=wrong_k, device="cpu",
+              progress=False)
+    with pytest.raises(OCZSSError, match=r"no demo/train clusters.*--split train"):
+        precompute(PrecomputeConfig(dataset="demo", cache=str(tmp_path / "v.zarr"), data_root=stage1["root"],
+                                    split="val", ks=(4,), input_size=64, grid=8, weights="random",
+                                    dino_model="test-tiny", device="cpu"), progress=False)
+        train(tiny_cfg(stage1, iters=1), out=tmp_path / "b", data_root=stage1["root"], cache=str(tmp_path / "v.zarr"),
+              device="cpu", progress=False)
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    (root / "train2017" / "train_0007.jpg").write_bytes(b"broken")
+    cache = str(tmp_path / "c.zarr")
+    precompute(PrecomputeConfig(dataset="demo", cache=cache, data_root=str(root), ks=(4,), input_size=64, grid=8,
+                                weights="random", dino_model="test-tiny", device="cpu"), progress=False)
+    with pytest.warns(UserWarning, match="1 of 48 demo/train samples have no cluster labels"):
+        train(tiny_cfg(stage1, iters=1), out=tmp_path / "c", data_root=str(root), cache=cache, device="cpu",
+              progress=False)
+
+
+def test_transductive_needs_and_starts_from_an_inductive_checkpoint(stage1, tmp_path):
+    ind = tmp_path / "ind"
+    train(tiny_cfg(stage1, iters=2), out=ind, data_root=stage1["root"], cache=stage1["cache"], device="cpu",
+          progress=False)
+    st = tiny_cfg(stage1, iters=2, setting="transductive")
+    with pytest.raises(OCZSSError, match="--init-from"):
+        train(st, out=tmp_path / "st0", data_root=stage1["root"], cache=stage1["cache"], device="cpu", progress=False)
+    st.init_from = str(ind / "checkpoints" / "iter_000001.pt")
+    summary = train(st, out=tmp_path / "st", data_root=stage1["root"], cache=stage1["cache"], device="cpu",
+                    progress=False)
+    ckpt = load(tmp_path / "st" / "last.pt")
+    assert summary["step"] == 2 and ckpt["setting"] == "transductive"
+    assert ckpt["model"]["decoder.q_proj.weight"].shape == load(ind / "last.pt")["model"]["decoder.q_proj.weight"].shape
+
+
+def test_ddp_two_cpu_processes_on_gloo(stage1, tmp_path):
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", "-m",
+         "oczss", "train", "--config", "demo", "--data-root", stage1["root"], "--cache", stage1["cache"], "--text",
+         stage1["text"], "--out", str(run), "--iters", "3", "--batch-size", "4", "--workers", "0", "--device", "cpu"],
+        capture_output=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    config = json.loads((run / "config.json").read_text())["runtime"]
+    assert config["world_size"] == 2 and config["micro_batch"] == 2 and config["accumulation"] == 1
+    ckpt = load(run / "last.pt")
+    assert ckpt["step"] == 3 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
+    assert [m["step"] for m in metrics(run)] == [3]  # logged every 20 iterations and at the end, by rank 0 only
