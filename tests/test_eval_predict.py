@@ -1,0 +1,133 @@
+"""eval (same dataset and cross-dataset), predict, configs, and the demo with its learnability bar, via click."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import make_voc
+from oczss.cli import main
+from oczss.pipeline.checkpoint import restore_model
+from oczss.pipeline.datasets import Dataset
+from oczss.pipeline.inference import segment
+
+DEMO_CLASSES = "sky,grass,sand,water,circle,square,triangle,star"
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def trained(demo_stage1, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("run")
+    s = demo_stage1
+    result = run("train", "--config", "demo", "--data-root", s["root"], "--cache", s["cache"], "--text", s["text"],
+                 "--out", out, "--iters", 4, "--batch-size", 4, "--workers", 0, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "trained to iteration 4" in result.output and "RANDOM WEIGHTS" in result.output
+    return {**s, "ckpt": str(out / "last.pt")}
+
+
+def test_eval_report_and_json(trained, tmp_path):
+    t = trained
+    result = run("eval", "--checkpoint", t["ckpt"], "--dataset", "demo", "--data-root", t["root"], "--cache",
+                 t["cache"], "--text", t["text"], "--json", tmp_path / "r.json", "--limit", 3, "--workers", 0)
+    assert result.exit_code == 0, result.output
+    assert "water     unseen" in result.output and "mIoU(S)" in result.output and "RANDOM WEIGHTS" in result.output
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["images"] == 3 and r["unseen"] == [3, 6] and r["calibration"] == 0.1 and len(r["iou"]) == 8
+    assert r["random_weights"] and r["train_config"]["iters"] == 4 and r["model_config"]["num_objects"] == 4
+    # the same numbers by hand: segment each image, accumulate, pixel accuracy
+    model, _ = restore_model(t["ckpt"], torch.device("cpu"))
+    ds = Dataset("demo", t["root"])
+    text = torch.from_numpy(np.load(t["text"]))
+    from oczss.cache.store import MaskCache
+
+    sc = MaskCache.open(t["cache"]).split("demo", "val")
+    correct = total = 0
+    for sample in ds.samples("val")[:3]:
+        image = np.asarray(Image.open(sample.image).convert("RGB"))
+        grid = np.asarray(sc.labels(4)[sc.row(sample.image_id)])
+        pred = segment(model, image, grid, text, [0, 1, 2, 4, 5, 7], 0.1, short=128, crop=128, stride=96).argmax(0)
+        label = torch.from_numpy(ds.read_label(sample.label)).long()
+        valid = label != 255
+        correct += int((pred[valid] == label[valid]).sum())
+        total += int(valid.sum())
+    assert r["pAcc"] == pytest.approx(100 * correct / total, rel=1e-6)
+    whole = run("eval", "--checkpoint", t["ckpt"], "--dataset", "demo", "--data-root", t["root"], "--cache",
+                t["cache"], "--text", t["text"], "--mode", "whole", "--limit", 2, "--workers", 0)
+    assert whole.exit_code == 0 and "whole, 2 images" in whole.output
+
+
+def test_cross_dataset_eval_on_voc(trained, tmp_path):
+    root = make_voc(tmp_path / "VOC2012", val=("d", "e"))
+    cache = tmp_path / "voc.zarr"
+    pre = run("precompute", "--dataset", "voc", "--data-root", root, "--split", "val", "--cache", cache, "--ks", 4,
+              "--input-size", 64, "--grid", 8, "--weights", "random", "--dino-model", "test-tiny", "--device", "cpu")
+    assert pre.exit_code == 0, pre.output
+    result = run("eval", "--checkpoint", trained["ckpt"], "--dataset", "voc", "--data-root", root, "--cache", cache,
+                 "--json", tmp_path / "x.json", "--workers", 0)
+    assert result.exit_code == 0, result.output
+    r = json.loads((tmp_path / "x.json").read_text())
+    assert r["cross_dataset"] and r["trained_on"] == "demo" and r["calibration"] == 0.0
+    assert len(r["iou"]) == 20 and r["unseen"] == [15, 16, 17, 18, 19] and r["images"] == 2
+
+
+def test_predict_writes_pngs_and_skips_corrupt_images(trained, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    image = Path(trained["root"]) / "val2017" / "val_0002.jpg"
+    big = tmp_path / "big.png"
+    Image.open(image).resize((333, 201)).save(big)  # any size, any format
+    result = run("predict", image, bad, big, "--checkpoint", trained["ckpt"], "--classes", DEMO_CLASSES, "--text",
+                 trained["text"], "--out", tmp_path / "out", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "skipped corrupt image" in result.output and "bad.jpg" in result.output
+    labels = Image.open(tmp_path / "out" / "big_labels.png")
+    assert labels.mode == "P" and labels.size == (333, 201) and np.asarray(labels).max() < 8
+    overlay = Image.open(tmp_path / "out" / "val_0002_overlay.png")
+    assert overlay.width == 2 * 480 + 12 or overlay.height > 480
+    assert not (tmp_path / "out" / "bad_overlay.png").exists()
+    dup = run("predict", image, "--checkpoint", trained["ckpt"], "--classes", "cat,cat")
+    assert dup.exit_code == 2 and "distinct" in dup.output
+    missing = run("predict", tmp_path / "nope.jpg", "--checkpoint", trained["ckpt"], "--classes", "cat")
+    assert missing.exit_code == 2 and "no such image" in missing.output
+
+
+def test_predict_computes_text_for_new_class_names(trained, tmp_path):
+    image = Path(trained["root"]) / "val2017" / "val_0003.jpg"
+    result = run("predict", image, "--checkpoint", trained["ckpt"], "--classes", "cat, dog ,grass", "--out",
+                 tmp_path, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert np.asarray(Image.open(tmp_path / "val_0003_labels.png")).max() < 3
+
+
+def test_configs_and_train_flag_checks(tmp_path):
+    listing = run("configs")
+    assert listing.exit_code == 0
+    names = [line.split()[0] for line in listing.output.splitlines()]
+    for name in ("voc-inductive", "coco-transductive", "context-t6-full", "voc-t7-region", "voc-t8-cross4",
+                 "voc-t10-s0", "voc-t14-no8", "voc-seen25", "context-seen50", "demo"):
+        assert name in names
+    bad = run("train", "--config", "voc-t6-full", "--dataset", "coco", "--out", tmp_path / "x")
+    assert bad.exit_code == 2 and "contradicts" in bad.output
+    bad = run("train", "--config", tmp_path / "missing.json", "--out", tmp_path / "x")
+    assert bad.exit_code == 2 and "neither a recipe" in bad.output
+
+
+def test_demo_runs_end_to_end_and_learns_seen_classes(tmp_path):
+    """Learnability: the demo's tiny random-weight model reaches mIoU(S) >= 30 within 300 iterations."""
+    out = tmp_path / "demo"
+    result = run("demo", "--out", out, "--iters", 300)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "eval.json").read_text())
+    assert report["step"] == 300 and report["random_weights"]
+    assert report["mIoU_seen"] >= 30, report["iou"]
+    assert len(list((out / "predictions").glob("*_overlay.png"))) == 3
+    again = run("demo", "--out", out, "--iters", 300)  # everything is reused
+    assert again.exit_code == 0 and json.loads((out / "eval.json").read_text())["mIoU_seen"] == report["mIoU_seen"]
