@@ -20,23 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from oczss.cache.info import cache_info
-from oczss.pipeline.demo import scene
 from oczss.pipeline.dino import DinoFeatures, load_dino
 from oczss.pipeline.precompute import PrecomputeConfig, precompute
 from oczss.pipeline.runtime import resolve_device
-
-
-def make_images(root: Path, n: int) -> None:
-    rng = np.random.default_rng(0)
-    folder = root / "train2017"
-    folder.mkdir(parents=True)
-    for i in range(n):
-        image, _ = scene(rng, (640, 480))
-        image.save(folder / f"{i:012d}.jpg", quality=90)
+from synthetic import make_coco_like
 
 
 def time_forward(extract: DinoFeatures, device: torch.device, size: int, batch: int, iters: int) -> float:
@@ -69,7 +59,7 @@ def main() -> None:
     device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "data"
-        make_images(root, args.images)
+        make_coco_like(root, args.images, labels=False)
         cfg = PrecomputeConfig(dataset="coco", data_root=str(root), cache=str(Path(tmp) / "bench.zarr"),
                                split="train", ks=(6, 8), input_size=args.input_size, grid=args.grid,
                                batch_size=args.batch_size, device=str(device), weights="random",
