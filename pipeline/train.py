@@ -13,7 +13,9 @@ import contextlib
 import dataclasses
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -115,11 +117,10 @@ def train(cfg: TrainConfig, *, out: str | Path, data_root: str | None, cache: st
                                                     "world_size": world, "device": str(dev), "micro_batch": micro,
                                                     "accumulation": accum, "samples": len(samples)})
 
-    def save(path: Path, at: int) -> None:
+    def save(path: Path, at: int, rng: dict) -> None:
         if rank == 0:
             ckpt_io.save(path, {**meta, "step": at, "model": model.trainable_state_dict(),
-                                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                "rng": ckpt_io.rng_state()})
+                                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng})
 
     from tqdm import tqdm
 
@@ -130,47 +131,65 @@ def train(cfg: TrainConfig, *, out: str | Path, data_root: str | None, cache: st
     if resume:
         ckpt_io.set_rng_state(state["rng"])
     net.train()
+    rng = None
     try:
         while step < cfg.iters:
+            rng = ckpt_io.rng_state()  # as of the last completed step: what an interrupted run saves
             t0 = time.perf_counter()
             terms, waited = {}, 0.0
             for m in range(accum):
                 tw = time.perf_counter()
                 batch = next(batches)
                 images, target = batch["image"].to(dev, non_blocking=True), batch["label"].to(dev, non_blocking=True)
-                clusters = batch["clusters"].to(dev, non_blocking=True)
+                patch_clusters = batch["clusters"].to(dev, non_blocking=True)
                 waited += time.perf_counter() - tw
                 last_micro = m == accum - 1 or world == 1
                 with net.no_sync() if not last_micro else contextlib.nullcontext():
                     with autocast(dev):
-                        outputs = net(images, clusters, text_train)
+                        outputs = net(images, patch_clusters, text_train)
                         if cfg.setting == "transductive":
                             target = pseudo_label(outputs, target, seen)
                         loss = model.loss(outputs, target)
                     (loss["total"] / accum).backward()
                 for k, v in loss.items():
                     terms[k] = terms.get(k, 0.0) + v.detach() / accum
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
-            step += 1
+            with _uninterruptible():
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+                step += 1
             writer.step(step, terms, optimizer.param_groups[0]["lr"], waited, time.perf_counter() - t0,
                         step % cfg.log_every == 0 or step == cfg.iters)
             bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.iters:
                 bar.set_postfix(loss=f"{writer.last['loss']:.3f}", lr=f"{writer.last['lr']:.2e}")
             if step % cfg.save_every == 0 or step == cfg.iters:
-                save(last, step)
+                save(last, step, ckpt_io.rng_state())
             if step % cfg.milestone_every == 0 or step == cfg.iters or step == cfg.iters // 2:
-                save(out / "checkpoints" / f"iter_{step:06d}.pt", step)
+                save(out / "checkpoints" / f"iter_{step:06d}.pt", step, ckpt_io.rng_state())
     except KeyboardInterrupt:
-        save(last, step)
-        bar.close()
+        save(last, step, rng if rng is not None else ckpt_io.rng_state())
         raise OCZSSError(f"interrupted at iteration {step}; {last} saved, `--resume` continues from there") from None
     finally:
         bar.close()
         writer.close()
     return {"step": step, "out": str(out), "last": writer.last, "random_weights": model.random_weights}
+
+
+@contextlib.contextmanager
+def _uninterruptible():
+    """Defer Ctrl-C (SIGINT) until the block ends, so the parameters, scheduler and step count move together."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending = []
+    previous = signal.signal(signal.SIGINT, lambda *args: pending.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pending:
+            raise KeyboardInterrupt
 
 
 def _check_same_run(saved: dict, cfg: TrainConfig, path: Path) -> None:
