@@ -98,14 +98,16 @@ _pools: dict[int, ThreadPoolExecutor] = {}
 
 
 def _extractor(job: ShardJob, model: torch.nn.Module | None = None) -> DinoFeatures:
+    """This process's DINO for the job; `model`: the one plan() loaded and fingerprinted, else loaded and checked."""
     p = job.params
-    key = (p.dino_model, job.weights, p.input_size, p.grid, job.device)
+    key = (p.dino_model, job.weights, p.fingerprint, p.input_size, p.grid, job.device)
     with _lock:
         if key not in _extractors:
-            model = model if model is not None else load_dino(p.dino_model, job.weights, p.input_size)
-            if fingerprint(model) != p.fingerprint:
-                raise OCZSSError(f"DINO weights {job.weights!r} on this worker differ from the cache's "
-                                 f"(fingerprint {p.fingerprint[:12]}…); give every worker the same checkpoint")
+            if model is None:
+                model = load_dino(p.dino_model, job.weights, p.input_size)
+                if fingerprint(model) != p.fingerprint:
+                    raise OCZSSError(f"DINO weights {job.weights!r} on this worker differ from the cache's "
+                                     f"(fingerprint {p.fingerprint[:12]}…); give every worker the same checkpoint")
             _extractors[key] = DinoFeatures(model, p.grid).to(job.device)
         return _extractors[key]
 
