@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from PIL import Image
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing in the tests may reach a model hub
+os.environ["OCZSS_HOME"] = tempfile.mkdtemp(prefix="oczss-home-")  # text-embedding cache: not the user's home
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 
