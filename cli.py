@@ -161,7 +161,7 @@ def configs():
 @click.option("--iters", type=int, help="Training iterations [default: the recipe's, e.g. 20000 for VOC].")
 @click.option("--batch-size", type=int, help="Global batch [default: 16].")
 @click.option("--micro-batch", type=int, help="Per-process batch per forward; the rest is gradient accumulation.")
-@click.option("--workers", type=int, help="Data loader processes [default: 4].")
+@click.option("--workers", type=int, help="Data loader processes [default: 8, at most the CPU count].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--weights", help="CLIP weights: pretrained (open_clip 'openai'), random (tests/demo) or a PATH.")
 @click.option("--init-from", type=click.Path(dir_okay=False), help="Start from this checkpoint's trainable weights.")

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -104,17 +105,18 @@ def train(cfg: TrainConfig, *, out: str | Path, data_root: str | None, cache: st
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    workers = min(cfg.workers, os.cpu_count() or 1)
     loader = torch.utils.data.DataLoader(
         TrainData(dataset, samples, cfg.setting, grids, spec.crop, cfg.seed), batch_size=micro,
-        sampler=Positions(len(samples), cfg.seed, step * accum, micro, world, rank), num_workers=cfg.workers,
-        pin_memory=dev.type == "cuda", worker_init_fn=seed_worker, persistent_workers=cfg.workers > 0,
-        prefetch_factor=4 if cfg.workers else None)
+        sampler=Positions(len(samples), cfg.seed, step * accum, micro, world, rank), num_workers=workers,
+        pin_memory=dev.type == "cuda", worker_init_fn=seed_worker, persistent_workers=workers > 0,
+        prefetch_factor=4 if workers else None)
     meta = {"train_config": dataclasses.asdict(cfg), "model_config": dataclasses.asdict(model_cfg),
             "dataset": cfg.dataset, "setting": cfg.setting, "classes": list(spec.classes), "unseen": list(spec.unseen),
             "random_weights": model.random_weights, "weights_fingerprint": model.weights_fingerprint,
             "clusters": clusters, "oczss_version": __version__}
     writer = _Logger(out, meta, rank == 0, resume, {"data_root": str(dataset.root), "cache": cache,
-                                                    "world_size": world, "device": str(dev), "micro_batch": micro,
+                                                    "world_size": world, "device": str(dev), "micro_batch": micro, "workers": workers,
                                                     "accumulation": accum, "samples": len(samples)})
 
     def save(path: Path, at: int, rng: dict) -> None:

@@ -83,29 +83,31 @@ def random_crop(label: np.ndarray, crop: int, rng: np.random.Generator, cat_max_
 
 def photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """mmseg PhotoMetricDistortion on uint8 RGB: brightness ±32, contrast [0.5, 1.5] (before or after the colour
-    steps), saturation [0.5, 1.5], hue ±18° (of 180), each with p = 0.5."""
-    img = image.astype(np.float32)
-
-    def clip(x):
-        return np.clip(x, 0, 255).astype(np.uint8).astype(np.float32)
-
+    steps), saturation [0.5, 1.5], hue ±18 of 180 degrees-units, each with p = 0.5; every step clips to uint8 as
+    mmseg does, here through 256-entry lookup tables."""
+    img = image
     if rng.random() < 0.5:
-        img = clip(img + rng.uniform(-32, 32))
+        img = _affine(img, 1.0, rng.uniform(-32, 32))
     contrast_first = rng.integers(2) == 1
     if contrast_first and rng.random() < 0.5:
-        img = clip(img * rng.uniform(0.5, 1.5))
+        img = _affine(img, rng.uniform(0.5, 1.5), 0.0)
     sat = rng.uniform(0.5, 1.5) if rng.random() < 0.5 else None
-    hue = rng.uniform(-18, 18) if rng.random() < 0.5 else None
+    hue = int(rng.integers(-18, 19)) if rng.random() < 0.5 else None
     if sat is not None or hue is not None:
-        hsv = np.asarray(Image.fromarray(img.astype(np.uint8)).convert("HSV")).astype(np.float32)
+        hsv = np.array(Image.fromarray(img).convert("HSV"))  # PIL's hue spans 0..255 for 0..360 degrees
         if sat is not None:
-            hsv[..., 1] = np.clip(hsv[..., 1] * sat, 0, 255)
+            hsv[..., 1] = _affine(hsv[..., 1], sat, 0.0)
         if hue is not None:
-            hsv[..., 0] = np.mod(hsv[..., 0] + hue * 256.0 / 180.0, 256.0)
-        img = np.asarray(Image.fromarray(hsv.astype(np.uint8), mode="HSV").convert("RGB")).astype(np.float32)
+            hsv[..., 0] = ((np.arange(256) + round(hue * 256 / 180)) % 256).astype(np.uint8)[hsv[..., 0]]
+        img = np.asarray(Image.fromarray(hsv, mode="HSV").convert("RGB"))
     if not contrast_first and rng.random() < 0.5:
-        img = clip(img * rng.uniform(0.5, 1.5))
-    return img.astype(np.uint8)
+        img = _affine(img, rng.uniform(0.5, 1.5), 0.0)
+    return img
+
+
+def _affine(img: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    """uint8 clip(img * alpha + beta), as mmseg's convert, by table lookup."""
+    return np.take(np.clip(np.arange(256, dtype=np.float32) * alpha + beta, 0, 255).astype(np.uint8), img)
 
 
 def normalise(image: np.ndarray) -> np.ndarray:
