@@ -238,7 +238,7 @@ def predict(images, checkpoint, classes, out, device, weights, dino_weights, tex
 
 @main.command()
 @click.option("--out", default="oczss-demo", show_default=True, type=click.Path(file_okay=False))
-@click.option("--iters", type=int, help="Training iterations [default: the demo recipe's 300].")
+@click.option("--iters", type=int, help="Training iterations [default: the demo recipe's 600].")
 @click.option("--device", default="cpu", show_default=True)
 def demo(out, iters, device):
     """Run precompute -> train -> eval -> predict on the built-in demo dataset (random weights, CPU, minutes)."""

@@ -18,11 +18,11 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from oczss.pipeline.datasets import DEMO_CLASSES, IGNORE
 
-VERSION = "2"
+VERSION = "3"
 COUNTS = {"train": 48, "val": 16}
 SIZES = ((256, 192), (192, 256), (224, 224), (288, 192))
 _BG = {0: (110, 160, 230), 1: (60, 150, 60), 2: (220, 200, 130), 3: (40, 90, 170)}
-_SHAPE_COLOURS = {4: (220, 40, 40), 5: (240, 200, 30), 6: (150, 60, 200), 7: (250, 250, 250)}  # per shape class
+_SHAPE_COLOURS = {4: (220, 40, 40), 5: (230, 40, 220), 6: (150, 60, 200), 7: (250, 140, 20)}  # per shape class
 
 
 def ensure_demo(root: str | Path) -> Path:

@@ -20,7 +20,7 @@ from pathlib import Path
 from oczss.errors import OCZSSError
 from oczss.pipeline.datasets import SPECS
 
-ITERS = {"voc": 20000, "context": 40000, "coco": 80000, "demo": 300}
+ITERS = {"voc": 20000, "context": 40000, "coco": 80000, "demo": 600}
 # n_o and S per dataset (§4); VPT tokens per layer (protocol §4: 100 for COCO).
 MODEL = {"voc": dict(num_objects=6, ora_iterations=4, num_vpt=10),
          "context": dict(num_objects=8, ora_iterations=5, num_vpt=10),
