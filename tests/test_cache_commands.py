@@ -124,3 +124,16 @@ def test_export_hdf5_equals_cache(built, tmp_path):
 def test_missing_cache_is_a_clear_error(tmp_path):
     result = run("cache", "info", "--cache", str(tmp_path / "none.zarr"))
     assert result.exit_code == 2 and "no mask cache at" in result.output and "oczss precompute" in result.output
+
+
+def test_fsspec_url_cache(demo_root):
+    """Any fsspec URL works as a cache location: here fsspec's in-memory filesystem."""
+    from oczss.cache.info import cache_info
+    from oczss.cache.verify import verify
+    from oczss.pipeline.precompute import precompute
+    from test_precompute import tiny
+
+    url = "memory://oczss-test/cache.zarr"
+    assert precompute(tiny(demo_root, url, split="val"), progress=False).images == 16
+    assert cache_info(url)["splits"][0]["done"] == 16 and verify(url) == []
+    assert precompute(tiny(demo_root, url, split="val"), progress=False).shards_skipped == 4
