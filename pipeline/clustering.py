@@ -1,12 +1,15 @@
 """FPS + Voronoi clustering of patch features (Appendix C, Algorithm 1, steps 4-5; §3.2 eq. 4).
 
 One farthest-point-sampling run with the largest K serves every K: FPS is greedy, so the first k centres of a
-K-centre run are exactly the k-centre run (the prefix property). Distances are explicit squared differences
-summed over channels, computed per image, so a result does not depend on the batch it was computed in.
+K-centre run are exactly the k-centre run (the prefix property). Squared distances are expanded as
+||F_i||^2 - 2 F_i.c + ||c||^2 in fp32 (one batched matrix-vector product per centre, so the features are read
+once per centre instead of materialising [B, N, C] differences), each image on its own, so a result does not
+depend on the batch it was computed in. On CUDA the product runs in full fp32, not TF32.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 
 import torch
@@ -33,15 +36,34 @@ def fps_voronoi(features: torch.Tensor, ks: list[int], first: torch.Tensor) -> d
     x = features.float()
     rows = torch.arange(b, device=x.device)
     kmax = max(ks)
+    sq = x.square().sum(-1)  # [B, N]: ||F_i||^2
     dists = x.new_empty(b, kmax, n)  # dists[:, t] = squared distance of every point to centre t
     centre = first.to(x.device)
     nearest = None
-    for t in range(kmax):
-        dists[:, t] = (x - x[rows, centre].unsqueeze(1)).square().sum(-1)
-        nearest = dists[:, t] if nearest is None else torch.minimum(nearest, dists[:, t])
-        if t + 1 < kmax:
-            centre = nearest.argmax(dim=1)  # Alg. 1 step 4: c_t = argmax_i min_{j<t} d(F_i, F_cj)
+    with _ieee_fp32(x.is_cuda):
+        for t in range(kmax):
+            # ||F_i - c||^2 = ||F_i||^2 - 2 F_i.c + ||c||^2: the features are read once per centre
+            dot = torch.bmm(x, x[rows, centre].unsqueeze(-1)).squeeze(-1)
+            dists[:, t] = (sq - 2 * dot + sq[rows, centre].unsqueeze(1)).clamp_(min=0)
+            nearest = dists[:, t] if nearest is None else torch.minimum(nearest, dists[:, t])
+            if t + 1 < kmax:
+                centre = nearest.argmax(dim=1)  # Alg. 1 step 4: c_t = argmax_i min_{j<t} d(F_i, F_cj)
     return {k: dists[:, :k].argmin(dim=1) for k in sorted(set(ks))}
+
+
+@contextlib.contextmanager
+def _ieee_fp32(cuda: bool):
+    """Full fp32 matrix products on CUDA for the block, whatever TF32 setting the process has."""
+    if not cuda:
+        yield
+        return
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision
+    matmul.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        matmul.fp32_precision = before
 
 
 def first_centres(image_ids: list[str], seed: int, n: int) -> torch.Tensor:
