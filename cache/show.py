@@ -38,26 +38,32 @@ def boundaries(labels: np.ndarray) -> np.ndarray:
     return edge
 
 
-def render(image: Image.Image, labels: np.ndarray, k: int, title: str) -> Image.Image:
-    """[image | clusters over image with boundaries] with a header line and a legend. labels: uint8 [S, S]."""
+def render(image: Image.Image, labels: np.ndarray, names: list[str], title: str) -> Image.Image:
+    """[image | image blended with label colours and white label boundaries], long side SIDE, under a title line
+    and over a legend of the labels present with their share.
+
+    labels: uint8 [h, w] covering the whole image at any resolution (an S x S cluster grid, or a full-size class
+    map); names: one per label value.
+    """
     scale = SIDE / max(image.size)
     w, h = max(1, round(image.width * scale)), max(1, round(image.height * scale))
     img = np.asarray(image.resize((w, h), Image.BILINEAR), np.float32)
     lab = np.asarray(Image.fromarray(labels).resize((w, h), Image.NEAREST))
-    over = 0.5 * img + 0.5 * colours(k)[lab].astype(np.float32)
+    palette = colours(len(names))
+    over = 0.4 * img + 0.6 * palette[lab].astype(np.float32)
     over[boundaries(lab)] = 255.0
-    legend_h = 22
-    canvas = Image.new("RGB", (2 * w + 12, h + HEADER + legend_h), (255, 255, 255))
+    shares = np.bincount(labels.ravel(), minlength=len(names))[:len(names)] / labels.size
+    present = [c for c in np.argsort(-shares, kind="stable") if shares[c] > 0]
+    per_row = max(1, (2 * w + 12) // 160)
+    canvas = Image.new("RGB", (2 * w + 12, h + HEADER + 6 + 20 * -(-len(present) // per_row)), (255, 255, 255))
     canvas.paste(Image.fromarray(img.astype(np.uint8)), (0, HEADER))
     canvas.paste(Image.fromarray(over.clip(0, 255).astype(np.uint8)), (w + 12, HEADER))
     draw = ImageDraw.Draw(canvas)
     draw.text((4, 4), title, fill=(0, 0, 0))
-    shares = np.bincount(labels.ravel(), minlength=k)[:k] / labels.size
-    x = 4
-    for j in range(k):
-        draw.rectangle((x, h + HEADER + 5, x + 12, h + HEADER + 17), fill=tuple(int(c) for c in colours(k)[j]))
-        draw.text((x + 16, h + HEADER + 5), f"{j}: {100 * shares[j]:.0f}%", fill=(0, 0, 0))
-        x += 70
+    for i, c in enumerate(present):
+        x, y = 4 + (i % per_row) * 160, h + HEADER + 5 + (i // per_row) * 20
+        draw.rectangle((x, y, x + 12, y + 12), fill=tuple(int(v) for v in palette[c]))
+        draw.text((x + 16, y), f"{names[c]} {100 * shares[c]:.0f}%", fill=(0, 0, 0))
     return canvas
 
 
@@ -93,5 +99,5 @@ def show(url: str, image_id: str, dataset: str, k: int, out: str | Path, split: 
              + ("   RANDOM WEIGHTS (tests/demo only)" if cache.random_weights else ""))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    render(image, labels, k, title).save(out)
+    render(image, labels, [f"cluster {j}" for j in range(k)], title).save(out)
     return out

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from oczss.cache.show import colours
+from oczss.cache.show import colours, render
 from oczss.errors import OCZSSError
 from oczss.pipeline import checkpoint as ckpt_io
 from oczss.pipeline.clustering import first_centres, fps_voronoi
@@ -87,35 +87,8 @@ def predict(images: list[str], checkpoint: str, classes: list[str], out_dir: str
         raw = Image.fromarray(labels, mode="P")
         raw.putpalette(palette.reshape(-1).tolist())
         raw.save(out_dir / f"{path.stem}_labels.png")
-        overlay(image, labels, classes, f"{path.name}  {note}").save(out_dir / f"{path.stem}_overlay.png")
+        picture = render(Image.fromarray(image), labels, classes, f"{path.name}  {note}")
+        picture.save(out_dir / f"{path.stem}_overlay.png")
         written += [out_dir / f"{path.stem}_overlay.png", out_dir / f"{path.stem}_labels.png"]
     return written
 
-
-def overlay(image: np.ndarray, labels: np.ndarray, classes: list[str], title: str, side: int = 480) -> Image.Image:
-    """[image | image blended with class colours and white class boundaries], long side `side`, with a title and
-    a legend of the classes present and their share of the image."""
-    from oczss.cache.show import boundaries
-
-    h, w = labels.shape
-    scale = side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    img = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR), np.float32)
-    lab = np.asarray(Image.fromarray(labels).resize(size, Image.NEAREST))
-    palette = colours(len(classes)).astype(np.float32)
-    blend = 0.35 * img + 0.65 * palette[lab]
-    blend[boundaries(lab)] = 255
-    shares = np.bincount(labels.ravel(), minlength=len(classes)) / labels.size
-    present = [c for c in np.argsort(-shares) if shares[c] > 0]
-    per_row = max(1, (2 * size[0] + 12) // 160)
-    rows = -(-len(present) // per_row)
-    canvas = Image.new("RGB", (2 * size[0] + 12, size[1] + 28 + 20 * rows), (255, 255, 255))
-    canvas.paste(Image.fromarray(img.astype(np.uint8)), (0, 24))
-    canvas.paste(Image.fromarray(blend.clip(0, 255).astype(np.uint8)), (size[0] + 12, 24))
-    draw = ImageDraw.Draw(canvas)
-    draw.text((4, 6), title, fill=(0, 0, 0))
-    for i, c in enumerate(present):
-        x, y = 4 + (i % per_row) * 160, size[1] + 30 + (i // per_row) * 20
-        draw.rectangle((x, y, x + 12, y + 12), fill=tuple(int(v) for v in palette[c]))
-        draw.text((x + 16, y), f"{classes[c]} {100 * shares[c]:.0f}%", fill=(0, 0, 0))
-    return canvas
