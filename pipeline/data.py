@@ -38,10 +38,13 @@ def label_lut(spec: DatasetSpec, setting: str) -> np.ndarray:
 
 
 class ClusterGrids:
-    """Cached S x S cluster grids of one (dataset, split) at one K, opened lazily in each worker process."""
+    """Cached S x S cluster grids of one (dataset, split) at one K, opened lazily in each worker process.
 
-    def __init__(self, url: str, dataset: str, split: str, k: int):
-        self.url, self.dataset, self.split, self.k = url, dataset, split, k
+    `source`: the cache's parameters and random-weights flag (what a checkpoint records to redo the clustering).
+    """
+
+    def __init__(self, url: str, dataset: str, split: str, k: int, source: dict):
+        self.url, self.dataset, self.split, self.k, self.source = url, dataset, split, k, source
         self._sc = None
 
     def _split(self):
@@ -84,7 +87,8 @@ def with_clusters(samples: list[Sample], url: str, dataset: str, split: str, k: 
                       f"(missing or failed in precompute) and are skipped", stacklevel=2)
     if not kept:
         raise OCZSSError(f"no {dataset}/{split} sample has cluster labels in {url}; {fix}")
-    return kept, ClusterGrids(url, dataset, split, k)
+    source = {**cache.params.to_dict(), "random_weights": cache.random_weights}
+    return kept, ClusterGrids(url, dataset, split, k, source)
 
 
 class TrainData(torch.utils.data.Dataset):

@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 
 from oczss import __version__
-from oczss.cache.store import MaskCache
 from oczss.errors import OCZSSError
 from oczss.pipeline import checkpoint as ckpt_io
 from oczss.pipeline.data import UNSEEN, Positions, TrainData, seed_worker, with_clusters
@@ -78,8 +77,7 @@ def train(cfg: TrainConfig, *, out: str | Path, data_root: str | None, cache: st
         if cache is None:
             raise OCZSSError("the model's object prompts need DINO clusters: pass --cache (see `oczss precompute`)")
         samples, grids = with_clusters(samples, cache, cfg.dataset, "train", model_cfg.num_objects)
-        mask_cache = MaskCache.open(cache)
-        clusters = {**mask_cache.params.to_dict(), "random_weights": mask_cache.random_weights}
+        clusters = grids.source
     rank, world, dev = init_distributed(device)
     micro = cfg.micro_batch or cfg.batch_size // world
     if micro < 1 or cfg.batch_size % (micro * world):
