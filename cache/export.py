@@ -36,7 +36,7 @@ def export_hdf5(url: str, out: str | Path, on_shard=None) -> Path:
                 records = sc.records()
                 g.attrs["failed"] = json.dumps({i: why for r in records if r for i, why in r["failed"].items()})
                 g.create_dataset("ids", data=np.array(sc.ids, dtype=object), dtype=h5py.string_dtype())
-                g.create_dataset("status", data=sc.status())
+                g.create_dataset("status", data=sc.status(records))
                 dsets = {k: g.create_dataset(f"labels_k{k}", shape=(sc.n, p.grid, p.grid), dtype="uint8",
                                              chunks=(1, p.grid, p.grid) if sc.n else None, compression="gzip")
                          for k in p.ks}

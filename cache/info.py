@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from oczss.cache.store import DONE, FAILED, MISSING, MaskCache
+from oczss.cache.store import DONE, FAILED, MISSING, MaskCache, SplitCache
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
@@ -21,16 +21,16 @@ def _counts(block: np.ndarray, k: int) -> np.ndarray:
     return np.bincount((flat + offsets).ravel(), minlength=len(block) * k).reshape(len(block), k)
 
 
-def cluster_stats(cache: MaskCache, dataset: str, split: str, k: int) -> dict:
-    """Empty-cluster share and size quantiles (share of the grid) over done rows, computed with dask."""
+def cluster_stats(sc: SplitCache, k: int, done: np.ndarray) -> dict:
+    """Empty-cluster share and size quantiles (share of the grid) over the rows where `done` (bool [N]) holds,
+    computed with dask."""
     import dask.array as da
 
-    sc = cache.split(dataset, split)
-    done = sc.status() == DONE
     if not done.any():
         return {"images": 0}
-    grid = cache.params.grid
-    labels = da.from_zarr(sc.labels(k), chunks=(cache.params.shard_size, grid, grid))
+    params = sc.cache.params
+    grid = params.grid
+    labels = da.from_zarr(sc.labels(k), chunks=(params.shard_size, grid, grid))
     counts = labels.map_blocks(_counts, k, dtype=np.int64, chunks=(labels.chunks[0], (k,)), drop_axis=2)
     counts = counts[np.flatnonzero(done)].compute(scheduler="threads")
     sizes = counts / float(grid * grid)
@@ -46,16 +46,16 @@ def cache_info(url: str) -> dict:
            "created": cache.meta.get("created"), "oczss_version": cache.meta.get("oczss_version"), "splits": []}
     for dataset, split in cache.splits():
         sc = cache.split(dataset, split)
-        status = sc.status()
-        nbytes = sum(a.nbytes_stored() for _, a in sc.group.arrays())
         records = sc.records()
+        status = sc.status(records)
+        nbytes = sum(a.nbytes_stored() for _, a in sc.group.arrays())
         entry = {"dataset": dataset, "split": split, "data_root": sc.meta.get("data_root"), "images": sc.n,
                  "done": int((status == DONE).sum()), "missing": int((status == MISSING).sum()),
                  "failed": int((status == FAILED).sum()),
                  "shards_done": sum(r is not None for r in records), "shards": sc.num_shards,
                  "bytes": int(nbytes), "bytes_per_image": nbytes / max(int((status != MISSING).sum()), 1),
                  "failed_images": {i: why for r in records if r for i, why in r["failed"].items()},
-                 "clusters": {str(k): cluster_stats(cache, dataset, split, k) for k in cache.params.ks}}
+                 "clusters": {str(k): cluster_stats(sc, k, status == DONE) for k in cache.params.ks}}
         out["splits"].append(entry)
     return out
 

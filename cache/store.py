@@ -160,10 +160,10 @@ class SplitCache:
             return []
         return [json.loads(r) if r else None for r in self.group["records"][:]]
 
-    def status(self) -> np.ndarray:
-        """uint8 [N]: MISSING (shard not done), DONE, or FAILED per row."""
+    def status(self, records: list[dict | None] | None = None) -> np.ndarray:
+        """uint8 [N]: MISSING (shard not done), DONE, or FAILED per row (from `records` if already read)."""
         out = np.full(self.n, MISSING, np.uint8)
-        for shard, rec in enumerate(self.records()):
+        for shard, rec in enumerate(self.records() if records is None else records):
             if rec is not None:
                 a, b = self.rows(shard)
                 out[a:b] = DONE
