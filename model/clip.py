@@ -79,8 +79,8 @@ def _checkpoint_path(backbone: str, weights: str) -> str:
                              f"or a path to a local checkpoint)")
         return weights
     cfg = open_clip.get_pretrained_cfg(backbone, PRETRAINED_TAG)
-    hint = (f"Fetch the weights where there is internet, then pass the local checkpoint path as the CLIP weights "
-            f"(e.g. OpenAI's ViT-B-16.pt or open_clip's open_clip_pytorch_model.bin)")
+    hint = ("Fetch the weights where there is internet, then pass the local checkpoint path as the CLIP weights "
+            "(e.g. OpenAI's ViT-B-16.pt or open_clip's open_clip_pytorch_model.bin)")
     if not cfg:
         raise OCZSSError(f"open_clip has no '{PRETRAINED_TAG}' weights for {backbone}. {hint}")
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")

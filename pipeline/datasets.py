@@ -173,8 +173,8 @@ class Dataset:
         if n == "context":
             return ("Expected a PASCAL Context root (VOC2010) with JPEGImages/, SegmentationClassContext/, "
                     "train.txt and val.txt (mmseg pascal_context converter).")
-        return (f"Expected a COCO-Stuff 164k style root with {{train,val}}2017/*.jpg and "
-                f"annotations/{{train,val}}2017/*_labelTrainIds.png (mmseg coco_stuff164k converter)"
+        return ("Expected a COCO-Stuff 164k style root with {train,val}2017/*.jpg and "
+                "annotations/{train,val}2017/*_labelTrainIds.png (mmseg coco_stuff164k converter)"
                 + ("; `oczss demo` or `--dataset demo` generates it." if n == "demo" else "."))
 
     def samples(self, split: str) -> list[Sample]:

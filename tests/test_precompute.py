@@ -1,7 +1,6 @@
 """Stage 1 end to end with a tiny random DINO: round trip, resume after SIGKILL, corrupt images, refusals,
 DINO loading by name and path, and a real dask LocalCluster."""
 
-import json
 import os
 import shutil
 import signal
