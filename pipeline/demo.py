@@ -4,21 +4,24 @@ Written in the COCO-Stuff 164k layout (`train2017/*.jpg`, `annotations/train2017
 val) with the class list `DEMO_CLASSES` (sky, grass, sand, water backgrounds; circle, square, triangle, star
 shapes) and the unseen classes water and triangle. A one-pixel outline around every shape is 255 (ignore), as
 VOC's object boundaries are. Each shape class has its own colour (with jitter), so a tiny model learns the seen
-classes in a few hundred steps even from random weights. Generation goes to a temporary folder renamed into place, so an interrupted run
-never leaves a half-written dataset.
+classes in a few hundred steps even from random weights.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from oczss.errors import OCZSSError
 from oczss.pipeline.datasets import DEMO_CLASSES, IGNORE
 
 VERSION = "3"
+MARKER, WORK_MARKER = ".oczss-demo", ".oczss-demo-work"
+CONTENT = ("train2017", "val2017", "annotations", "classes.txt")  # everything a generation writes but the marker
 COUNTS = {"train": 48, "val": 16}
 SIZES = ((256, 192), (192, 256), (224, 224), (288, 192))
 _BG = {0: (110, 160, 230), 1: (60, 150, 60), 2: (220, 200, 130), 3: (40, 90, 170)}
@@ -26,28 +29,53 @@ _SHAPE_COLOURS = {4: (220, 40, 40), 5: (230, 40, 220), 6: (150, 60, 200), 7: (25
 
 
 def ensure_demo(root: str | Path) -> Path:
-    """Generate the demo dataset at `root` unless a complete copy of this version is already there."""
+    """Generate the demo dataset at `root` unless a complete copy of this version is already there.
+
+    Never deletes anything oczss did not create: `root` must be missing, an empty folder, or a complete demo
+    (marker file `.oczss-demo`) of this or an older version, which is the only thing replaced. Anything else is
+    refused, naming the folder. Generation goes to a sibling working folder that carries its own marker, and the
+    finished entries are moved into `root` with the marker last, so an interrupted run never looks complete.
+    """
     root = Path(root)
-    marker = root / ".oczss-demo"
-    if marker.exists() and marker.read_text().strip() == VERSION:
+    marker = root / MARKER
+    if root.exists() and not root.is_dir():
+        raise OCZSSError(f"--data-root {root} is a file; the demo dataset needs a folder")
+    if marker.is_file() and marker.read_text().strip() == VERSION:
         return root
-    tmp = root.with_name(root.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    if root.is_dir() and any(root.iterdir()) and not marker.is_file():
+        raise OCZSSError(f"{root} is not empty and is not an oczss demo dataset; refusing to write the demo there "
+                         f"(nothing was changed). Pass an empty or new folder as --data-root")
+    work = root.with_name(f".{root.name}.oczss-demo-work")
+    if work.exists():
+        if not (work / WORK_MARKER).is_file():
+            raise OCZSSError(f"{work} exists and was not made by oczss; move it away to generate the demo at {root}")
+        shutil.rmtree(work)  # our own unfinished working folder from an interrupted run
+    work.mkdir(parents=True)
+    (work / WORK_MARKER).write_text(VERSION + "\n")
     rng = np.random.default_rng(20260)
     for split, n in COUNTS.items():
-        (tmp / f"{split}2017").mkdir(parents=True)
-        (tmp / "annotations" / f"{split}2017").mkdir(parents=True)
+        (work / f"{split}2017").mkdir(parents=True)
+        (work / "annotations" / f"{split}2017").mkdir(parents=True)
         for i in range(n):
             image, label = scene(rng, SIZES[i % len(SIZES)])
             name = f"{split}_{i:04d}"
-            image.save(tmp / f"{split}2017" / f"{name}.jpg", quality=92)
-            Image.fromarray(label, mode="L").save(tmp / "annotations" / f"{split}2017" / f"{name}_labelTrainIds.png")
-    (tmp / "classes.txt").write_text("\n".join(DEMO_CLASSES) + "\n")
-    (tmp / ".oczss-demo").write_text(VERSION + "\n")
-    if root.exists():
-        shutil.rmtree(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp.rename(root)
+            image.save(work / f"{split}2017" / f"{name}.jpg", quality=92)
+            Image.fromarray(label, mode="L").save(work / "annotations" / f"{split}2017" / f"{name}_labelTrainIds.png")
+    (work / "classes.txt").write_text("\n".join(DEMO_CLASSES) + "\n")
+    root.mkdir(parents=True, exist_ok=True)
+    if marker.is_file():  # an older demo: remove exactly what an earlier generation wrote, marker first
+        marker.unlink()
+        for entry in CONTENT:
+            target = root / entry
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    for entry in CONTENT:
+        os.replace(work / entry, root / entry)
+    (work / WORK_MARKER).unlink()
+    work.rmdir()
+    marker.write_text(VERSION + "\n")
     return root
 
 

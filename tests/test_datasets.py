@@ -107,3 +107,36 @@ def test_demo_is_deterministic_and_in_coco_layout(demo_root, tmp_path):
         assert Image.open(s.image).size[::-1] == lab.shape
     labels = np.concatenate([ds.read_label(s.label).ravel() for s in ds.samples("train")])
     assert set(np.unique(labels)) == set(range(8)) | {255}
+
+
+def test_demo_never_deletes_a_folder_it_did_not_make(tmp_path):
+    mine = tmp_path / "mine"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "thesis.tex").write_text("precious")
+    (mine / "sub" / "data.csv").write_text("1,2")
+    before = sorted(p.relative_to(mine) for p in mine.rglob("*"))
+    with pytest.raises(OCZSSError, match=f"{mine}.*not an oczss demo"):
+        ensure_demo(mine)
+    assert sorted(p.relative_to(mine) for p in mine.rglob("*")) == before
+    assert (mine / "thesis.tex").read_text() == "precious"
+    # a foreign folder where the working folder would go is refused too, and kept
+    foreign = tmp_path / ".new.oczss-demo-work"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("x")
+    with pytest.raises(OCZSSError, match="not made by oczss"):
+        ensure_demo(tmp_path / "new")
+    assert (foreign / "keep.txt").read_text() == "x"
+
+
+def test_demo_fills_an_empty_folder_and_replaces_only_an_older_demo(tmp_path):
+    root = tmp_path / "empty"
+    root.mkdir()
+    ensure_demo(root)
+    assert (root / ".oczss-demo").is_file() and len(list((root / "val2017").glob("*.jpg"))) == 16
+    (root / ".oczss-demo").write_text("1\n")  # an older version
+    (root / "val2017" / "stale.jpg").write_text("old")
+    (root / "notes.txt").write_text("user file beside the demo")
+    ensure_demo(root)
+    assert (root / ".oczss-demo").read_text().strip() != "1"
+    assert not (root / "val2017" / "stale.jpg").exists()
+    assert (root / "notes.txt").read_text() == "user file beside the demo"
