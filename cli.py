@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import sys
 
 import click
 
 from oczss import __version__
 from oczss.errors import OCZSSError
+
+DATASETS = click.Choice(["coco", "voc", "context", "demo"])
+COUNT = click.IntRange(min=1)
+NATURAL = click.IntRange(min=0)
 
 
 class _Group(click.Group):
@@ -24,11 +28,18 @@ class _Group(click.Group):
 
 @click.group(cls=_Group)
 @click.version_option(__version__, prog_name="oczss")
-def main():
+@click.option("-v", "--verbose", count=True, help="More detail on stderr (-v: debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr; no progress bars.")
+def main(verbose, quiet):
     """OC-ZSS: zero-shot semantic segmentation with object-centric refinement."""
+    from oczss.pipeline.console import setup_logging
+
+    setup_logging(-1 if quiet else verbose)
 
 
-def _ints(ctx, param, value: str) -> tuple[int, ...]:
+def _ints(ctx, param, value) -> tuple[int, ...]:
+    if isinstance(value, tuple):
+        return value
     try:
         out = tuple(int(v) for v in value.split(",") if v.strip())
     except ValueError:
@@ -41,34 +52,49 @@ def _ints(ctx, param, value: str) -> tuple[int, ...]:
 def _cache_option(f):
     from oczss.cache.store import default_cache_url
 
-    return click.option("--cache", "cache_url", default=default_cache_url, show_default="$OCZSS_CACHE or oczss-cache.zarr",
+    return click.option("--cache", "cache_url", default=default_cache_url,
+                        show_default="$OCZSS_CACHE or oczss-cache.zarr",
                         help="Cache location: a local path or any fsspec URL (s3://, gs://, memory://).")(f)
 
 
-DATASETS = click.Choice(["coco", "voc", "context", "demo"])
+def _precompute_defaults() -> dict:
+    from oczss.pipeline.stage1.precompute import PrecomputeConfig
+
+    return {f.name: f.default for f in dataclasses.fields(PrecomputeConfig)}
+
+
+_PC = _precompute_defaults()
 
 
 @main.command()
 @click.option("--dataset", required=True, type=DATASETS, help="Benchmark whose images to cluster.")
-@click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder [default: data/<VOC2012|VOC2010|MSCOCO|demo>].")
-@click.option("--split", default="train", show_default=True, type=click.Choice(["train", "val", "all"]))
+@click.option("--data-root", type=click.Path(file_okay=False),
+              help="Dataset folder [default: data/<VOC2012|VOC2010|MSCOCO|demo>].")
+@click.option("--split", default=_PC["split"], show_default=True, type=click.Choice(["train", "val", "all"]))
 @_cache_option
-@click.option("--ks", default="6,8", show_default=True, callback=_ints, help="Cluster counts K (one FPS run serves all).")
-@click.option("--input-size", default=512, show_default=True, help="R: the whole image is resized to R x R for DINO.")
-@click.option("--grid", default=64, show_default=True, help="S: DINO features are resized to S x S before clustering.")
-@click.option("--batch-size", default=32, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
-@click.option("--weights", default="pretrained", show_default=True, help="pretrained (timm hub cache), random (tests/demo) or a checkpoint PATH.")
-@click.option("--dino-model", default="vit_base_patch16_224.dino", show_default=True, help="timm model name.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the first FPS centre (with the image id).")
-@click.option("--shard-size", default=256, show_default=True, help="Images per shard object.")
-@click.option("--decode-threads", type=int, default=lambda: min(16, os.cpu_count() or 1), show_default="CPU cores, at most 16",
+@click.option("--ks", default=",".join(map(str, _PC["ks"])), show_default=True, callback=_ints,
+              help="Cluster counts K (one FPS run serves all).")
+@click.option("--input-size", default=_PC["input_size"], type=COUNT, show_default=True,
+              help="R: the whole image is resized to R x R for DINO.")
+@click.option("--grid", default=_PC["grid"], type=COUNT, show_default=True,
+              help="S: DINO features are resized to S x S before clustering.")
+@click.option("--batch-size", default=_PC["batch_size"], type=COUNT, show_default=True)
+@click.option("--device", default=_PC["device"], show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--weights", default=_PC["weights"], show_default=True,
+              help="pretrained (timm hub cache), random (tests/demo) or a checkpoint PATH.")
+@click.option("--dino-model", default=_PC["dino_model"], show_default=True, help="timm model name.")
+@click.option("--seed", default=_PC["seed"], type=NATURAL, show_default=True,
+              help="Seed of the first FPS centre (with the image id).")
+@click.option("--shard-size", default=_PC["shard_size"], type=COUNT, show_default=True,
+              help="Images per shard object.")
+@click.option("--decode-threads", type=COUNT, default=_PC["decode_threads"], show_default="CPU cores, at most 16",
               help="Image decoding threads per process.")
-@click.option("--scheduler", default=None, help="Address of a dask.distributed scheduler (default: dask's local scheduler).")
+@click.option("--scheduler", default=None, help="Address of a dask.distributed scheduler [default: dask's local one].")
 def precompute(dataset, data_root, split, cache_url, ks, input_size, grid, batch_size, device, weights, dino_model,
                seed, shard_size, decode_threads, scheduler):
     """Stage 1: cluster DINO features of every image into the mask cache (resumable)."""
-    from oczss.pipeline.precompute import PrecomputeConfig, precompute as run
+    from oczss.model.weights import RANDOM_NOTE
+    from oczss.pipeline.stage1.precompute import PrecomputeConfig, precompute as run
 
     cfg = PrecomputeConfig(dataset=dataset, cache=cache_url, data_root=data_root, split=split, ks=ks,
                            input_size=input_size, grid=grid, batch_size=batch_size, device=device, weights=weights,
@@ -78,8 +104,7 @@ def precompute(dataset, data_root, split, cache_url, ks, input_size, grid, batch
     nfail = sum(len(v) for v in s.failed.values())
     click.echo(f"{cache_url}: {s.images} images in {s.shards_run} shards ({s.shards_skipped} already done) "
                f"in {s.seconds:.1f} s, {s.images_per_second:.1f} img/s; {nfail} failed"
-               + (" (listed above)" if nfail else "")
-               + ("; RANDOM WEIGHTS: for tests and the demo only" if s.random_weights else ""))
+               + (" (listed above)" if nfail else "") + (f"; {RANDOM_NOTE}" if s.random_weights else ""))
 
 
 @main.group()
@@ -94,7 +119,8 @@ def info(cache_url, as_json):
     """Parameters, splits, completeness, size on disk and cluster-size statistics."""
     import json
 
-    from oczss.cache.info import cache_info, format_info
+    from oczss.cache.info import cache_info
+    from oczss.pipeline.stage1.inspect import format_info
 
     data = cache_info(cache_url)
     click.echo(json.dumps(data, indent=2) if as_json else format_info(data))
@@ -118,14 +144,14 @@ def verify(cache_url):
 @cache.command()
 @click.argument("image_id")
 @click.option("--dataset", required=True, type=DATASETS)
-@click.option("--k", default=6, show_default=True)
+@click.option("--k", default=6, type=COUNT, show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
 @click.option("--split", type=click.Choice(["train", "val"]), help="Split holding the image [default: search].")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder, if it moved since precompute.")
 @_cache_option
 def show(image_id, dataset, k, out, split, data_root, cache_url):
     """Picture an image beside its cluster map with cluster boundaries."""
-    from oczss.cache.show import show as run
+    from oczss.pipeline.stage1.show import show as run
 
     click.echo(run(cache_url, image_id, dataset, k, out, split=split, data_root=data_root))
 
@@ -144,7 +170,7 @@ def export(out, fmt, cache_url):
 @main.command()
 def configs():
     """List the named training recipes (`oczss train --config NAME`)."""
-    from oczss.pipeline.recipes import RECIPES
+    from oczss.pipeline.stage2.recipes import RECIPES
 
     width = max(map(len, RECIPES))
     for name, (what, cfg) in RECIPES.items():
@@ -158,38 +184,36 @@ def configs():
 @_cache_option
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder [default: runs/<dataset>-<setting>].")
 @click.option("--config", "config", help="A recipe name (see `oczss configs`) or a TrainConfig JSON file.")
-@click.option("--iters", type=int, help="Training iterations [default: the recipe's, e.g. 20000 for VOC].")
-@click.option("--batch-size", type=int, help="Global batch [default: 16].")
-@click.option("--micro-batch", type=int, help="Per-process batch per forward; the rest is gradient accumulation.")
-@click.option("--workers", type=int, help="Data loader processes [default: 8, at most the CPU count].")
+@click.option("--iters", type=COUNT, help="Training iterations [default: the recipe's, e.g. 20000 for VOC].")
+@click.option("--batch-size", type=COUNT, help="Global batch [default: 16].")
+@click.option("--micro-batch", type=COUNT, help="Per-process batch per forward; the rest is gradient accumulation.")
+@click.option("--workers", type=NATURAL, help="Data loader processes [default: 8, at most the CPU count].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--weights", help="CLIP weights: pretrained (open_clip 'openai'), random (tests/demo) or a PATH.")
 @click.option("--init-from", type=click.Path(dir_okay=False), help="Start from this checkpoint's trainable weights.")
 @click.option("--text", type=click.Path(dir_okay=False), help="Class x template text embeddings (.npy).")
-@click.option("--seed", type=int, help="Data order and augmentation seed [default: 0].")
+@click.option("--seed", type=NATURAL, help="Data order and augmentation seed [default: 0].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
 def train(dataset, setting, data_root, cache_url, out, config, iters, batch_size, micro_batch, workers, device,
           weights, init_from, text, seed, resume):
     """Stage 2: train OC-ZSS (or an ablation) from the mask cache."""
-    from oczss.pipeline.recipes import resolve
-    from oczss.pipeline.train import train as run
+    from oczss.model.weights import RANDOM_NOTE
+    from oczss.pipeline.stage2.recipes import resolve
+    from oczss.pipeline.stage2.train import train as run
 
     cfg = resolve(config, dataset)
     if dataset and config and dataset != cfg.dataset:
         raise OCZSSError(f"--dataset {dataset} contradicts --config {config} (a {cfg.dataset} config)")
     overrides = dict(setting=setting, iters=iters, batch_size=batch_size, micro_batch=micro_batch, workers=workers,
                      init_from=init_from, text=text, seed=seed)
-    for name, value in overrides.items():
-        if value is not None:
-            setattr(cfg, name, value)
-    if weights:
-        cfg.model["weights"] = weights
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None},
+                              model={**cfg.model, **({"weights": weights} if weights else {})})
     out = out or f"runs/{cfg.dataset}-{cfg.setting}"
     summary = run(cfg, out=out, data_root=data_root, cache=cache_url, device=device, resume=resume)
     last = summary["last"]
     click.echo(f"{out}: trained to iteration {summary['step']}, loss {last.get('loss', float('nan')):.4f}; "
                f"checkpoints in {out}/checkpoints, metrics in {out}/metrics.jsonl"
-               + ("; RANDOM WEIGHTS: for tests and the demo only" if summary["random_weights"] else ""))
+               + (f"; {RANDOM_NOTE}" if summary["random_weights"] else ""))
 
 
 @main.command("eval")
@@ -203,11 +227,11 @@ def train(dataset, setting, data_root, cache_url, out, config, iters, batch_size
 @click.option("--device", default="auto", show_default=True)
 @click.option("--weights", help="Where the frozen CLIP comes from, if not where training found it.")
 @click.option("--text", type=click.Path(dir_okay=False), help="Class x template text embeddings (.npy).")
-@click.option("--workers", default=2, show_default=True, help="Image loading processes.")
-@click.option("--limit", type=int, help="Evaluate the first N images only.")
+@click.option("--workers", default=2, type=NATURAL, show_default=True, help="Image loading processes.")
+@click.option("--limit", type=COUNT, help="Evaluate the first N images only.")
 def evaluate(checkpoint, dataset, split, mode, json_out, data_root, cache_url, device, weights, text, workers, limit):
     """Per-class IoU, mIoU(S), mIoU(U), hIoU and pixel accuracy over a whole split."""
-    from oczss.pipeline.evaluate import evaluate as run, format_report, write_json
+    from oczss.pipeline.stage2.evaluate import evaluate as run, format_report, write_json
 
     report = run(checkpoint, dataset, split=split, mode=mode, data_root=data_root, cache=cache_url, device=device,
                  weights=weights, text=text, workers=workers, limit=limit)
@@ -229,7 +253,7 @@ def evaluate(checkpoint, dataset, split, mode, json_out, data_root, cache_url, d
 @click.option("--mode", default="slide", show_default=True, type=click.Choice(["slide", "whole"]))
 def predict(images, checkpoint, classes, out, device, weights, dino_weights, text, mode):
     """Segment your own images with your own class names: overlay and label PNGs per image."""
-    from oczss.pipeline.predict import predict as run
+    from oczss.pipeline.stage2.predict import predict as run
 
     for path in run(list(images), checkpoint, classes.split(","), out, device=device, weights=weights,
                     dino_weights=dino_weights, text=text, mode=mode):
@@ -238,15 +262,16 @@ def predict(images, checkpoint, classes, out, device, weights, dino_weights, tex
 
 @main.command()
 @click.option("--out", default="oczss-demo", show_default=True, type=click.Path(file_okay=False))
-@click.option("--iters", type=int, help="Training iterations [default: the demo recipe's 600].")
+@click.option("--iters", type=COUNT, help="Training iterations [default: the demo recipe's 600].")
 @click.option("--device", default="cpu", show_default=True)
 def demo(out, iters, device):
     """Run precompute -> train -> eval -> predict on the built-in demo dataset (random weights, CPU, minutes)."""
-    from oczss.pipeline.demo_run import run_demo
+    from oczss.model.weights import RANDOM_NOTE
+    from oczss.pipeline.demo import run_demo
 
     r = run_demo(out, iters=iters, device=device)
     rep = r["report"]
-    click.echo(f"\noczss demo done (RANDOM WEIGHTS: a pipeline check, not a result):\n"
+    click.echo(f"\noczss demo done ({RANDOM_NOTE}: a pipeline check, not a result):\n"
                f"  dataset      {out}/data/demo\n  mask cache   {r['cache']}  (`oczss cache info --cache {r['cache']}`)\n"
                f"  training run {r['run']}  (config.json, metrics.jsonl, tb/, checkpoints/)\n"
                f"  eval report  {r['eval']}: mIoU(S) {rep['mIoU_seen']:.1f}, mIoU(U) {rep['mIoU_unseen']:.1f}, "

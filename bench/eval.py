@@ -20,12 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from oczss.pipeline.dino import DEFAULT_MODEL, TINY
-from oczss.pipeline.evaluate import evaluate
-from oczss.pipeline.precompute import PrecomputeConfig, precompute
-from oczss.pipeline.recipes import resolve
+from oczss.model.dino import DEFAULT_MODEL
+from oczss.model.weights import TINY
+from oczss.pipeline.stage2.evaluate import evaluate
+from oczss.pipeline.stage1.precompute import PrecomputeConfig, precompute
+from oczss.pipeline.stage2.recipes import resolve
 from oczss.pipeline.runtime import resolve_device
-from oczss.pipeline.train import train
+from oczss.pipeline.stage2.train import train
 from synthetic import make_coco_like
 
 

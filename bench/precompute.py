@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from oczss.cache.info import cache_info
-from oczss.pipeline.dino import DinoFeatures, load_dino
-from oczss.pipeline.precompute import PrecomputeConfig, precompute
+from oczss.model.dino import DinoFeatures, load_dino
+from oczss.pipeline.stage1.precompute import PrecomputeConfig, precompute
 from oczss.pipeline.runtime import resolve_device
 from synthetic import make_coco_like
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from oczss.pipeline.demo import scene
+from oczss.pipeline.data.demo_scenes import scene
 
 
 def make_coco_like(root: Path, n: int, split: str = "train", size=(640, 480), labels: bool = True) -> Path:

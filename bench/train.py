@@ -24,20 +24,21 @@ import torch
 import torch.nn.functional as F
 
 from oczss.model import OCZSSConfig, build_model
-from oczss.pipeline.clustering import fps_voronoi
-from oczss.pipeline.data import Positions, TrainData, seed_worker, with_clusters
-from oczss.pipeline.datasets import Dataset
-from oczss.pipeline.dino import DEFAULT_MODEL, TINY, DinoFeatures, load_dino
-from oczss.pipeline.precompute import PrecomputeConfig, precompute
+from oczss.model.clustering import fps_voronoi
+from oczss.pipeline.stage2.loader import Positions, TrainData, seed_worker, with_clusters
+from oczss.pipeline.data.datasets import Dataset
+from oczss.model.dino import DEFAULT_MODEL, DinoFeatures, load_dino
+from oczss.model.weights import TINY
+from oczss.pipeline.stage1.precompute import PrecomputeConfig, precompute
 from oczss.pipeline.runtime import autocast, resolve_device
-from oczss.pipeline.transforms import MEAN, STD
+from oczss.pipeline.data.transforms import MEAN, STD
 from synthetic import make_coco_like
 
 N_O = 6
 
 
 def loader(dataset, samples, grids, args, device):
-    data = TrainData(dataset, samples, "inductive", grids, args.size, seed=0)
+    data = TrainData(dataset, samples, "inductive", grids, args.size, 16, seed=0)
     return iter(torch.utils.data.DataLoader(
         data, batch_size=args.batch, sampler=Positions(len(samples), 0, 0, args.batch), num_workers=args.workers,
         pin_memory=device.type == "cuda", worker_init_fn=seed_worker, persistent_workers=args.workers > 0,

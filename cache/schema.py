@@ -41,10 +41,8 @@ class CacheParams:
         d["ks"] = list(self.ks)
         return d
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "CacheParams":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: (tuple(v) if k == "ks" else v) for k, v in d.items() if k in names})
+    def __post_init__(self):
+        object.__setattr__(self, "ks", tuple(self.ks))  # a JSON list when read back from the metadata
 
     def differences(self, other: "CacheParams") -> list[str]:
         """Human-readable 'name: cache has X, this run has Y' lines for every differing field."""

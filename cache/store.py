@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import functools
 import hashlib
+import importlib.metadata
 import json
 import os
 from pathlib import Path
@@ -26,7 +27,6 @@ import zarr
 from zarr.codecs import ZstdCodec
 from zarr.storage import FsspecStore, LocalStore
 
-from oczss import __version__
 from oczss.cache.schema import SCHEMA_VERSION, CacheParams, check_params
 from oczss.errors import OCZSSError
 
@@ -64,7 +64,7 @@ class MaskCache:
             raise OCZSSError(f"cache {url} has schema version {meta.get('schema_version')}, this oczss reads "
                              f"{SCHEMA_VERSION}; rebuild it with `oczss precompute`")
         self.meta = meta
-        self.params = CacheParams.from_dict(meta["params"])
+        self.params = CacheParams(**meta["params"])
 
     @classmethod
     def open(cls, url: str, writable: bool = False) -> "MaskCache":
@@ -82,7 +82,8 @@ class MaskCache:
             if len(list(root.keys())):
                 raise OCZSSError(f"{url} already holds a Zarr hierarchy that is not an oczss cache")
             root.attrs["oczss"] = {"schema_version": SCHEMA_VERSION, "params": params.to_dict(),
-                                   "random_weights": random_weights, "created": _now(), "oczss_version": __version__}
+                                   "random_weights": random_weights, "created": _now(),
+                                   "oczss_version": importlib.metadata.version("oczss")}
         cache = cls(url, root)
         check_params(url, cache.params, params)
         return cache

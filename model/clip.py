@@ -17,8 +17,8 @@ import torch
 from open_clip.factory import load_state_dict
 
 from oczss.errors import OCZSSError
+from oczss.model.weights import TINY, announce_random, fingerprint
 
-TINY = "tiny"
 TINY_CONFIG = {
     "embed_dim": 32,
     "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
@@ -49,8 +49,6 @@ def model_config(backbone: str) -> dict:
 
 def load_tower(backbone: str, weights: str, tower: str, seed: int = 0) -> Tower:
     """Build `backbone` and load `weights` into `tower` ('visual' or 'text'); frozen (no grad) and in eval mode."""
-    from oczss.pipeline.dino import announce_random, fingerprint  # lazy: oczss.pipeline may import oczss.model
-
     if tower not in ("visual", "text"):
         raise ValueError(f"tower must be 'visual' or 'text', got {tower!r}")
     if weights == "random":

@@ -2,11 +2,11 @@
 
 All switches off (`OCZSSConfig.otseg()`: no object prompts, no refiner, no granular attention) is the OTSeg
 baseline. Each field names the table or equation it ablates; fields for choices the paper leaves open say so.
+Frozen, and checked when made; `oczss.pipeline.configs.from_dict` builds one from JSON.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from oczss.errors import OCZSSError
@@ -15,15 +15,15 @@ MASK_SOURCES = ("dino", "clip", "region", "none")
 REFINERS = ("ora", "cross_attention", "none")
 
 
-@dataclass
+@dataclass(frozen=True)
 class OCZSSConfig:
     """The OC-ZSS model. Defaults: the paper's VOC model (n_o = 6, S = 4, 10 VPT tokens, ORA + granular attention).
 
     backbone: open_clip model name (`ViT-B-16`) or `tiny` (2-layer, 64-wide ViT/16 with 32-d output, for tests and
         the demo; same code path). weights: `pretrained` (open_clip's `openai` tag), `random` (tests and the demo
-        only, announced on stderr) or a local checkpoint path. seed: seeds random weights, the prompt initialisation
+        only, announced) or a local checkpoint path. seed: seeds random weights, the prompt initialisation
         and the frozen random object prompts / object features.
-    num_vpt: deep VPT tokens per layer (protocol §4: 10; 100 for COCO).
+    num_vpt: deep VPT tokens per layer (docs/protocol.md §4: 10; 100 for COCO).
     mask_source (§3.2, Tables 7 and 13): `dino` (cached DINO FPS-Voronoi clusters passed to forward), `clip` (the
         same clustering of the frozen CLIP's own last-layer patch features), `region` (fixed square grid, CLIP-RC)
         or `none` (no object prompts; ORA then starts from random object features, Table 6 row 2).
@@ -37,8 +37,8 @@ class OCZSSConfig:
     granular (§3.4, Table 6): multi-scale K/V of object refinement and Q of patch refinement; dilations (App. A).
     cross_attention_layers: depth of the `cross_attention` refiner (Table 8: 1, 2, 4).
     mps_on_refined (paper ambiguous): the MPS path (eq. 2) reads the refined PF (True) or the encoder's H (False).
-    decoder_layers, sinkhorn_eps, sinkhorn_iters: the OTSeg decoder (protocol §5: 3, 0.05, 100).
-    focal_weight, dice_weight, loss_exclude_ignore: the loss (protocol §6: 100, 1, ignore pixels count as
+    decoder_layers, sinkhorn_eps, sinkhorn_iters: the OTSeg decoder (docs/protocol.md §5: 3, 0.05, 100).
+    focal_weight, dice_weight, loss_exclude_ignore: the loss (docs/protocol.md §6: 100, 1, ignore pixels count as
         negatives).
     """
 
@@ -67,7 +67,7 @@ class OCZSSConfig:
     loss_exclude_ignore: bool = False
 
     def __post_init__(self):
-        self.dilations = tuple(int(d) for d in self.dilations)
+        object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
         choices = {"mask_source": MASK_SOURCES, "refiner": REFINERS, "object_prompt_init": ("cls", "random"),
                    "ora_update": ("gru", "residual"), "ora_space": ("width", "embed")}
         for name, allowed in choices.items():
@@ -97,12 +97,3 @@ class OCZSSConfig:
     def otseg(cls, **overrides) -> "OCZSSConfig":
         """The OTSeg baseline: every OC-ZSS switch off (Table 6 row 1)."""
         return cls(**{"mask_source": "none", "refiner": "none", "granular": False, **overrides})
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "OCZSSConfig":
-        """Inverse of dataclasses.asdict (also after a JSON round trip); unknown keys are refused."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise OCZSSError(f"model config: unknown field(s) {', '.join(unknown)}")
-        return cls(**data)

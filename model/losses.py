@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-IGNORE = 255
+IGNORE = 255  # the ignore label of every dataset, loss and metric in oczss
 OUTPUTS = ("decoder", "mps")
 
 

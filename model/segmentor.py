@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from oczss.model.clip import load_tower
+from oczss.model.clustering import fps_voronoi
 from oczss.model.config import OCZSSConfig
 from oczss.model.decoder import Decoder
 from oczss.model.encoder import PromptedEncoder
@@ -106,8 +107,6 @@ class OCZSS(nn.Module):
         n = self.config.num_objects
         if source == "region":
             return region_labels(h, w, n, images.device).expand(b, -1)
-        from oczss.pipeline.clustering import fps_voronoi  # lazy: oczss.pipeline may import oczss.model
-
         with torch.no_grad():
             features = self.encoder.clip_features(images).float()
         # FPS's first centre (Alg. 1 "pick c_1 uniformly") made deterministic: the patch farthest from the mean

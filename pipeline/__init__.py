@@ -1,5 +1,11 @@
-"""Datasets, transforms, Stage 1 (DINO + FPS-Voronoi precompute) and Stage 2 loops."""
+"""Everything that touches files, datasets and caches, by what it serves:
 
-from oczss.pipeline.clustering import fps_voronoi
+    data/     datasets, image decoding, transforms, the demo scenes
+    stage1/   precompute (DINO + FPS-Voronoi into the mask cache) and the cache commands
+    stage2/   training, evaluation, inference and prediction, metrics, checkpoints, recipes
+    demo.py   the whole pipeline on the demo dataset; render.py, runtime.py, console.py: shared by both stages
+"""
+
+from oczss.model.clustering import fps_voronoi
 
 __all__ = ["fps_voronoi"]

@@ -1,10 +1,9 @@
-"""Where Stage 2 runs: device, autocast, torchrun / DDP process group, and class text embeddings."""
+"""Where the work runs: device, autocast, torchrun / DDP process group."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-from pathlib import Path
 
 import torch
 
@@ -45,24 +44,3 @@ def init_distributed(device_flag: str) -> tuple[int, int, torch.device]:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), world, device
-
-
-def text_cache_dir() -> Path:
-    return Path(os.environ.get("OCZSS_HOME", Path.home() / ".cache" / "oczss")) / "text"
-
-
-def class_text(classes: list[str], template_count: int, model_config, text_path: str | None,
-               device: torch.device) -> torch.Tensor:
-    """Class x template embeddings fp32 [K, N, C] on `device`: from `text_path` (.npy, e.g. OTSeg's shipped
-    arrays) or computed with the model's CLIP text tower (cached on disk by oczss.model.text)."""
-    from oczss.model import text as text_mod
-
-    if text_path:
-        emb = text_mod.load_text_embeddings(text_path)
-        if emb.shape[0] != len(classes):
-            raise OCZSSError(f"text embeddings {text_path} hold {emb.shape[0]} classes, the dataset has {len(classes)}")
-    else:
-        emb = text_mod.class_embeddings(list(classes), text_mod.templates(template_count), text_cache_dir(),
-                                        backbone=model_config.backbone, weights=model_config.weights,
-                                        device=str(device))
-    return emb.to(device)

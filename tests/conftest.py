@@ -18,7 +18,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory) -> Path:
     """The built-in demo dataset, generated once per test session (treat as read-only)."""
-    from oczss.pipeline.demo import ensure_demo
+    from oczss.pipeline.data.demo_scenes import ensure_demo
 
     return ensure_demo(tmp_path_factory.mktemp("data") / "demo")
 
@@ -53,8 +53,8 @@ def make_voc(root: Path, train=("a", "b"), aug=("a", "c"), val=("d",)) -> Path:
 @pytest.fixture(scope="session")
 def demo_stage1(demo_root, tmp_path_factory) -> dict:
     """A demo mask cache (both splits, the demo's K=4) and the demo's random text embeddings, built once."""
-    from oczss.pipeline.demo_run import PRECOMPUTE, random_text
-    from oczss.pipeline.precompute import PrecomputeConfig, precompute
+    from oczss.pipeline.demo import PRECOMPUTE, random_text
+    from oczss.pipeline.stage1.precompute import PrecomputeConfig, precompute
 
     folder = tmp_path_factory.mktemp("stage1")
     cache = str(folder / "cache.zarr")

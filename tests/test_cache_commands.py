@@ -60,7 +60,7 @@ def test_info_text_and_json(built):
 
 
 def test_cluster_stats_on_known_labels(tmp_path):
-    params = CacheParams("test-tiny", "f" * 64, 64, 2, (3,), 0, "cpu", "float32", 2)
+    params = CacheParams("tiny", "f" * 64, 64, 2, (3,), 0, "cpu", "float32", 2)
     cache = MaskCache.create_or_open(str(tmp_path / "c.zarr"), params, random_weights=True)
     sc = cache.require_split("demo", "val", ["a", "b", "c"], "/data")
     sc.write_shard(0, {3: np.array([[[0, 0], [1, 1]], [[0, 1], [2, 2]]], np.uint8)}, {})
@@ -130,7 +130,7 @@ def test_fsspec_url_cache(demo_root):
     """Any fsspec URL works as a cache location: here fsspec's in-memory filesystem."""
     from oczss.cache.info import cache_info
     from oczss.cache.verify import verify
-    from oczss.pipeline.precompute import precompute
+    from oczss.pipeline.stage1.precompute import precompute
     from test_precompute import tiny
 
     url = "memory://oczss-test/cache.zarr"

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from oczss.pipeline import fps_voronoi
-from oczss.pipeline.clustering import first_centres
+from oczss.model.clustering import first_centres
 
 
 def _reference(x: np.ndarray, k: int, first: int) -> tuple[list[int], np.ndarray]:

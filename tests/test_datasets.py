@@ -9,8 +9,8 @@ from PIL import Image
 
 from conftest import make_voc, write_jpeg, write_palette_png
 from oczss.errors import OCZSSError
-from oczss.pipeline.datasets import SPECS, Dataset, reduce_zero_label
-from oczss.pipeline.demo import ensure_demo
+from oczss.pipeline.data.datasets import SPECS, Dataset, reduce_zero_label
+from oczss.pipeline.data.demo_scenes import ensure_demo
 
 EMBEDDINGS = Path("/work/shared/reference/text-embeddings")
 

@@ -11,9 +11,9 @@ from PIL import Image
 
 from conftest import make_voc
 from oczss.cli import main
-from oczss.pipeline.checkpoint import restore_model
-from oczss.pipeline.datasets import Dataset
-from oczss.pipeline.inference import segment
+from oczss.pipeline.stage2.checkpoint import restore_model
+from oczss.pipeline.data.datasets import Dataset
+from oczss.pipeline.stage2.inference import segment
 
 DEMO_CLASSES = "sky,grass,sand,water,circle,square,triangle,star"
 
@@ -68,7 +68,7 @@ def test_cross_dataset_eval_on_voc(trained, tmp_path):
     root = make_voc(tmp_path / "VOC2012", val=("d", "e"))
     cache = tmp_path / "voc.zarr"
     pre = run("precompute", "--dataset", "voc", "--data-root", root, "--split", "val", "--cache", cache, "--ks", 4,
-              "--input-size", 64, "--grid", 8, "--weights", "random", "--dino-model", "test-tiny", "--device", "cpu")
+              "--input-size", 64, "--grid", 8, "--weights", "random", "--dino-model", "tiny", "--device", "cpu")
     assert pre.exit_code == 0, pre.output
     result = run("eval", "--checkpoint", trained["ckpt"], "--dataset", "voc", "--data-root", root, "--cache", cache,
                  "--json", tmp_path / "x.json", "--workers", 0)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from oczss.pipeline.images import ImageError, load_resized, load_rgb
+from oczss.pipeline.data.images import ImageError, load_resized, load_rgb
 
 
 @pytest.mark.parametrize("mode", ["L", "CMYK", "P", "RGBA", "LA", "I;16", "1"])

@@ -5,10 +5,10 @@ import math
 import numpy as np
 import torch
 
-from oczss.pipeline.data import UNSEEN
-from oczss.pipeline.metrics import confusion, scores
-from oczss.pipeline.train import lr_factor, pseudo_label
-from oczss.pipeline.recipes import TrainConfig
+from oczss.pipeline.stage2.loader import UNSEEN
+from oczss.pipeline.stage2.metrics import confusion, scores
+from oczss.pipeline.stage2.train import lr_factor, pseudo_label
+from oczss.pipeline.stage2.recipes import TrainConfig
 
 
 def test_confusion_ignores_255():

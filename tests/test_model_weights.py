@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from oczss.errors import OCZSSError
+from oczss.pipeline.configs import from_dict
 from oczss.model import OCZSSConfig, build_model
 from oczss.model.clip import load_tower, model_config
 
@@ -57,12 +58,12 @@ def test_random_weights_are_announced_and_recorded(capsys):
 
 def test_config_round_trips_through_json_and_validates():
     config = OCZSSConfig(backbone="tiny", mask_source="region", dilations=(1, 2), num_objects=8)
-    again = OCZSSConfig.from_dict(json.loads(json.dumps(dataclasses.asdict(config))))
+    again = from_dict(OCZSSConfig, json.loads(json.dumps(dataclasses.asdict(config))), "test")
     assert again == config
     baseline = OCZSSConfig.otseg()
     assert (baseline.mask_source, baseline.refiner, baseline.granular) == ("none", "none", False)
     with pytest.raises(OCZSSError, match="unknown field"):
-        OCZSSConfig.from_dict({"num_object": 6})
+        from_dict(OCZSSConfig, {"num_object": 6}, "test")
     with pytest.raises(OCZSSError, match="mask_source"):
         OCZSSConfig(mask_source="sam")
     with pytest.raises(OCZSSError, match="granular"):

@@ -18,14 +18,14 @@ from oczss.cache.store import DONE, FAILED, MaskCache
 from oczss.cache.verify import verify
 from oczss.errors import OCZSSError
 from oczss.pipeline import fps_voronoi
-from oczss.pipeline.clustering import first_centres
-from oczss.pipeline.dino import DinoFeatures, load_dino
-from oczss.pipeline.images import load_resized
-from oczss.pipeline.precompute import PrecomputeConfig, precompute
+from oczss.model.clustering import first_centres
+from oczss.model.dino import DinoFeatures, load_dino
+from oczss.pipeline.data.images import load_resized
+from oczss.pipeline.stage1.precompute import PrecomputeConfig, precompute
 
-TINY = dict(dataset="demo", weights="random", dino_model="test-tiny", input_size=64, grid=8, ks=(3, 5),
+TINY = dict(dataset="demo", weights="random", dino_model="tiny", input_size=64, grid=8, ks=(3, 5),
             shard_size=4, batch_size=3, decode_threads=2)
-FLAGS = ["--dataset", "demo", "--weights", "random", "--dino-model", "test-tiny", "--input-size", "64", "--grid", "8",
+FLAGS = ["--dataset", "demo", "--weights", "random", "--dino-model", "tiny", "--input-size", "64", "--grid", "8",
          "--ks", "3,5", "--shard-size", "4", "--batch-size", "3", "--decode-threads", "2", "--device", "cpu"]
 
 
@@ -60,7 +60,7 @@ def test_round_trip_equals_direct_computation(demo_root, tmp_path):
     assert summary.images == 16 and summary.shards_run == 4 and summary.random_weights
     sc = MaskCache.open(str(tmp_path / "c.zarr")).split("demo", "val")
     assert (sc.status() == DONE).all() and sc.ids == sorted(sc.ids)
-    extract = DinoFeatures(load_dino("test-tiny", "random", 64), 8)
+    extract = DinoFeatures(load_dino("tiny", "random", 64), 8)
     ids = sc.ids[5:9]
     images = torch.from_numpy(np.stack([load_resized(demo_root / "val2017" / f"{i}.jpg", 64) for i in ids]))
     direct = fps_voronoi(extract(images), [3, 5], first_centres(ids, 0, 64))
@@ -162,7 +162,7 @@ def test_dino_pretrained_offline_and_local_path(tmp_path):
     with pytest.raises(OCZSSError, match="no such checkpoint"):
         load_dino("vit_small_patch16_224.dino", str(tmp_path / "none.pth"), 128)
     with pytest.raises(OCZSSError, match="multiple of the patch size"):
-        load_dino("test-tiny", "random", 100)
+        load_dino("tiny", "random", 100)
 
 
 def test_local_cluster_gives_the_same_cache(demo_root, tmp_path):

@@ -15,12 +15,13 @@ import pytest
 import torch
 
 from oczss.errors import OCZSSError
+from oczss.pipeline.configs import from_dict
 from oczss.model import OCZSSConfig, build_model
-from oczss.pipeline.checkpoint import load
-from oczss.pipeline.data import TrainData, with_clusters
-from oczss.pipeline.datasets import Dataset
-from oczss.pipeline.recipes import resolve
-from oczss.pipeline.train import train
+from oczss.pipeline.stage2.checkpoint import load
+from oczss.pipeline.stage2.loader import TrainData, with_clusters
+from oczss.pipeline.data.datasets import Dataset
+from oczss.pipeline.stage2.recipes import resolve
+from oczss.pipeline.stage2.train import train
 
 
 @pytest.fixture
@@ -41,11 +42,11 @@ def metrics(run: Path) -> list[dict]:
 def test_steps_on_a_fixed_batch_lower_the_loss(stage1):
     dataset = Dataset("demo", stage1["root"])
     samples, grids = with_clusters(dataset.samples("train"), stage1["cache"], "demo", "train", 4)
-    data = TrainData(dataset, samples, "inductive", grids, 128, seed=0)
+    data = TrainData(dataset, samples, "inductive", grids, 128, 16, seed=0)
     batch = torch.utils.data.default_collate([data[(i, i)] for i in range(4)])
     assert batch["clusters"].shape == (4, 64) and int(batch["clusters"].max()) < 4
     cfg = resolve("demo", None)
-    model = build_model(OCZSSConfig.from_dict(cfg.model))
+    model = build_model(from_dict(OCZSSConfig, cfg.model, "test"))
     text = torch.from_numpy(np.load(stage1["text"]))[list(dataset.spec.seen)]
     opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-3)
     model.train()
@@ -103,18 +104,18 @@ def test_ctrl_c_saves_a_resumable_checkpoint(stage1, tmp_path):
 
 
 def test_cache_must_fit_and_failed_rows_are_skipped(stage1, demo_root, tmp_path):
-    from oczss.pipeline.precompute import PrecomputeConfig, precompute
+    from oczss.pipeline.stage1.precompute import PrecomputeConfig, precompute
 
     wrong_k = str(tmp_path / "k6.zarr")
     precompute(PrecomputeConfig(dataset="demo", cache=wrong_k, data_root=stage1["root"], ks=(6,), input_size=64,
-                                grid=8, weights="random", dino_model="test-tiny", device="cpu"), progress=False)
+                                grid=8, weights="random", dino_model="tiny", device="cpu"), progress=False)
     with pytest.raises(OCZSSError, match=r"no K=4 clusters.*--ks 4"):
         train(tiny_cfg(stage1, iters=1), out=tmp_path / "a", data_root=stage1["root"], cache=wrong_k, device="cpu",
               progress=False)
     with pytest.raises(OCZSSError, match=r"no demo/train clusters.*--split train"):
         precompute(PrecomputeConfig(dataset="demo", cache=str(tmp_path / "v.zarr"), data_root=stage1["root"],
                                     split="val", ks=(4,), input_size=64, grid=8, weights="random",
-                                    dino_model="test-tiny", device="cpu"), progress=False)
+                                    dino_model="tiny", device="cpu"), progress=False)
         train(tiny_cfg(stage1, iters=1), out=tmp_path / "b", data_root=stage1["root"], cache=str(tmp_path / "v.zarr"),
               device="cpu", progress=False)
     root = tmp_path / "demo"
@@ -122,7 +123,7 @@ def test_cache_must_fit_and_failed_rows_are_skipped(stage1, demo_root, tmp_path)
     (root / "train2017" / "train_0007.jpg").write_bytes(b"broken")
     cache = str(tmp_path / "c.zarr")
     precompute(PrecomputeConfig(dataset="demo", cache=cache, data_root=str(root), ks=(4,), input_size=64, grid=8,
-                                weights="random", dino_model="test-tiny", device="cpu"), progress=False)
+                                weights="random", dino_model="tiny", device="cpu"), progress=False)
     with pytest.warns(UserWarning, match="1 of 48 demo/train samples have no cluster labels"):
         train(tiny_cfg(stage1, iters=1), out=tmp_path / "c", data_root=str(root), cache=cache, device="cpu",
               progress=False)
@@ -135,7 +136,7 @@ def test_transductive_needs_and_starts_from_an_inductive_checkpoint(stage1, tmp_
     st = tiny_cfg(stage1, iters=2, setting="transductive")
     with pytest.raises(OCZSSError, match="--init-from"):
         train(st, out=tmp_path / "st0", data_root=stage1["root"], cache=stage1["cache"], device="cpu", progress=False)
-    st.init_from = str(ind / "checkpoints" / "iter_000001.pt")
+    st = dataclasses.replace(st, init_from=str(ind / "checkpoints" / "iter_000001.pt"))
     summary = train(st, out=tmp_path / "st", data_root=stage1["root"], cache=stage1["cache"], device="cpu",
                     progress=False)
     ckpt = load(tmp_path / "st" / "last.pt")

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from oczss.pipeline.data import UNSEEN, Positions, label_lut
-from oczss.pipeline.datasets import SPECS
-from oczss.pipeline.transforms import (View, eval_size, normalise, photometric, random_crop, rescale_size,
+from oczss.pipeline.stage2.loader import UNSEEN, Positions, label_lut
+from oczss.pipeline.data.datasets import SPECS
+from oczss.pipeline.data.transforms import (View, eval_size, normalise, photometric, random_crop, rescale_size,
                                        train_view, windows)
 
 
@@ -25,13 +25,13 @@ def test_rescale_and_test_size_and_windows():
 def test_patch_clusters_identity_flip_and_crop():
     grid = np.arange(16, dtype=np.uint8).reshape(4, 4)
     ident = View(64, 64, 0, 0, 64, 64)
-    assert np.array_equal(ident.patch_clusters(grid, 4, 4).reshape(4, 4), grid)
+    assert np.array_equal(ident.patch_clusters(grid, 4, 4, 16).reshape(4, 4), grid)
     flipped = View(64, 64, 0, 0, 64, 64, flip=True)
-    assert np.array_equal(flipped.patch_clusters(grid, 4, 4).reshape(4, 4), grid[:, ::-1])
+    assert np.array_equal(flipped.patch_clusters(grid, 4, 4, 16).reshape(4, 4), grid[:, ::-1])
     crop = View(32, 32, 32, 16, 64, 64)  # lower-right-ish quarter, content 2 x 2 patches
-    assert np.array_equal(crop.patch_clusters(grid, 2, 2).reshape(2, 2), grid[1:3, 2:4])
+    assert np.array_equal(crop.patch_clusters(grid, 2, 2, 16).reshape(2, 2), grid[1:3, 2:4])
     padded = View(32, 32, 32, 32, 64, 64)  # 2x2 content in a 3x3 patch view: padding takes the edge cell
-    assert np.array_equal(padded.patch_clusters(grid, 3, 3).reshape(3, 3),
+    assert np.array_equal(padded.patch_clusters(grid, 3, 3, 16).reshape(3, 3),
                           np.array([[10, 11, 11], [14, 15, 15], [14, 15, 15]]))
 
 
@@ -47,8 +47,8 @@ def test_train_view_clusters_follow_the_pixels(seed):
     image = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
     img, lab, view = train_view(image, label, (1024, 256), 64, rng)
     assert img.shape == (3, 64, 64) and img.dtype == np.float32 and lab.shape == (64, 64)
-    clusters = view.patch_clusters(grid, 4, 4)
-    shifted = [replace(view, left=view.left + dx, top=view.top + dy).patch_clusters(grid, 4, 4)
+    clusters = view.patch_clusters(grid, 4, 4, 16)
+    shifted = [replace(view, left=view.left + dx, top=view.top + dy).patch_clusters(grid, 4, 4, 16)
                for dx in (-1, 1) for dy in (-1, 1)]
     clear = np.all([c == clusters for c in shifted], axis=0) & (lab[8::16, 8::16].ravel() != 255)
     assert clear.sum() >= 4

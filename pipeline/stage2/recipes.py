@@ -1,98 +1,35 @@
-"""Training configuration and the named recipes for every row of the paper's Tables 1-3, 5-10, 13 and 14.
+"""The named training recipes for every row of the paper's Tables 1-3, 5-10, 13 and 14.
 
 `oczss train --config NAME` starts from a recipe (`oczss configs` lists them); `--config FILE.json` from a file
 holding a TrainConfig as JSON (the `config.json` written beside every run's checkpoints is one). Flags given on
 the command line override either.
 
-Defaults (paper §4 / App. A; reference protocol §7): AdamW, lr 2.5e-5 (the paper's) x 10 (the reference's
-multiplier on every trainable module) = an effective 2.5e-4 for all trainable parameters, weight decay 0.01,
-poly 0.9 to min_lr 1e-6 after a 1,500-iteration linear warmup from 1e-6 of the rate, batch 16; 20k / 40k / 80k
-iterations for VOC / Context / COCO (transductive: half, from the inductive checkpoint at half its schedule).
+Iterations: 20k / 40k / 80k for VOC / Context / COCO (transductive: half, from the inductive checkpoint at half
+its schedule); the other defaults are TrainConfig's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from oczss.errors import OCZSSError
-from oczss.pipeline.datasets import SPECS
+from oczss.pipeline.configs import from_dict
+from oczss.pipeline.data.datasets import SPECS
+from oczss.pipeline.stage2.config import TrainConfig
 
 ITERS = {"voc": 20000, "context": 40000, "coco": 80000, "demo": 600}
-# n_o and S per dataset (§4); VPT tokens per layer (protocol §4: 100 for COCO).
+# n_o and S per dataset (§4); VPT tokens per layer (docs/protocol.md §4: 100 for COCO).
 MODEL = {"voc": dict(num_objects=6, ora_iterations=4, num_vpt=10),
          "context": dict(num_objects=8, ora_iterations=5, num_vpt=10),
          "coco": dict(num_objects=6, ora_iterations=4, num_vpt=100),
          "demo": dict(backbone="tiny", weights="random", num_objects=4, ora_iterations=2, num_vpt=4)}
 
 
-@dataclass
-class TrainConfig:
-    """Everything `oczss train` does; `model` holds OCZSSConfig fields (oczss.model.OCZSSConfig).
-
-    micro_batch: per-process batch of one forward/backward (0: batch_size / processes); the rest is gradient
-    accumulation. unseen: replaces the dataset's unseen classes (Tables 5 and 9). text: a .npy of class x
-    template embeddings (e.g. OTSeg's shipped arrays) instead of computing them with the CLIP text tower.
-    init_from: checkpoint whose trainable weights start the run (transductive: the inductive one at half its
-    schedule). workers: data loader processes per training process (at most the CPU count; one augmented 512^2
-    COCO sample costs a worker about 23 ms, so 8 feed about 20 iterations/s at batch 16). save_every: iterations between `last.pt` saves; milestone_every: between kept `iter_N.pt`.
-    """
-
-    dataset: str = "voc"
-    setting: str = "inductive"
-    iters: int = 20000
-    batch_size: int = 16
-    micro_batch: int = 0
-    lr: float = 2.5e-5
-    lr_mult: float = 10.0
-    weight_decay: float = 0.01
-    warmup_iters: int = 1500
-    warmup_ratio: float = 1e-6
-    poly_power: float = 0.9
-    min_lr: float = 1e-6
-    unseen: list[int] | None = None
-    text: str | None = None
-    init_from: str | None = None
-    seed: int = 0
-    workers: int = 8
-    log_every: int = 20
-    save_every: int = 500
-    milestone_every: int = 10000
-    description: str = ""
-    model: dict = field(default_factory=dict)
-
-    @property
-    def effective_lr(self) -> float:
-        return self.lr * self.lr_mult
-
-    def validate(self) -> None:
-        if self.dataset not in SPECS:
-            raise OCZSSError(f"dataset {self.dataset!r}: choose one of {', '.join(SPECS)}")
-        if self.setting not in ("inductive", "transductive"):
-            raise OCZSSError(f"--setting {self.setting!r}: choose inductive or transductive")
-        for name in ("iters", "batch_size"):
-            if getattr(self, name) < 1:
-                raise OCZSSError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.unseen is not None:
-            bad = [c for c in self.unseen if not 0 <= c < len(SPECS[self.dataset].classes)]
-            if bad or not self.unseen:
-                raise OCZSSError(f"unseen classes {self.unseen} are not a non-empty subset of the {self.dataset} "
-                                 f"class indices")
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise OCZSSError(f"training config: unknown field(s) {', '.join(unknown)}")
-        return cls(**data)
-
-
-def _base(dataset: str, setting: str = "inductive", **model) -> TrainConfig:
+def _base(dataset: str, setting: str = "inductive", unseen: list[int] | None = None, **model) -> TrainConfig:
     iters = ITERS[dataset] // (2 if setting == "transductive" else 1)
-    return TrainConfig(dataset=dataset, setting=setting, iters=iters, model={**MODEL[dataset], **model})
+    return TrainConfig(dataset=dataset, setting=setting, iters=iters, unseen=unseen, model={**MODEL[dataset], **model})
 
 
 def _few_seen(dataset: str, share: float) -> list[int]:
@@ -108,8 +45,7 @@ def _recipes() -> dict[str, tuple[str, TrainConfig]]:
     out = {}
 
     def add(name, what, cfg):
-        cfg.description = what
-        out[name] = (what, cfg)
+        out[name] = (what, dataclasses.replace(cfg, description=what))
 
     otseg = dict(mask_source="none", refiner="none", granular=False)
     for ds in ("voc", "context", "coco"):
@@ -119,9 +55,8 @@ def _recipes() -> dict[str, tuple[str, TrainConfig]]:
                 _base(ds, setting, **otseg))
     for ds, table in (("voc", 5), ("context", 9)):
         for share in (0.25, 0.5):
-            cfg = _base(ds)
-            cfg.unseen = _few_seen(ds, share)
-            add(f"{ds}-seen{int(share * 100)}", f"Table {table}, {ds} with {int(share * 100)}% seen classes", cfg)
+            add(f"{ds}-seen{int(share * 100)}", f"Table {table}, {ds} with {int(share * 100)}% seen classes",
+                _base(ds, unseen=_few_seen(ds, share)))
     for ds in ("voc", "context"):
         add(f"{ds}-t6-baseline", "Table 6 row 1: no ORA, no object prompts, no granular attention",
             _base(ds, **otseg))
@@ -152,8 +87,7 @@ def _recipes() -> dict[str, tuple[str, TrainConfig]]:
             _base("voc", **(dict(refiner="none", granular=False) if s == 0 else dict(ora_iterations=s))))
     for n in range(2, 9):
         add(f"voc-t14-no{n}", f"Table 14: n_o = {n} object prompts", _base("voc", num_objects=n))
-    demo = _base("demo")
-    demo.batch_size, demo.warmup_iters, demo.lr, demo.workers, demo.save_every, demo.log_every = 8, 30, 1e-4, 2, 100, 20
+    demo = dataclasses.replace(_base("demo"), batch_size=8, warmup_iters=30, lr=1e-4, workers=2, save_every=100)
     add("demo", "the built-in demo: tiny random-weight model, a few minutes on a CPU", demo)
     return out
 
@@ -177,4 +111,4 @@ def resolve(name_or_path: str | None, dataset: str | None) -> TrainConfig:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise OCZSSError(f"--config {path}: not valid JSON ({e})") from e
-    return TrainConfig.from_dict(data.get("train", data))
+    return from_dict(TrainConfig, data.get("train", data) if isinstance(data, dict) else data, f"--config {path}")

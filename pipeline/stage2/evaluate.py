@@ -19,13 +19,14 @@ import numpy as np
 import torch
 
 from oczss.errors import OCZSSError
-from oczss.pipeline import checkpoint as ckpt_io
-from oczss.pipeline.data import with_clusters
-from oczss.pipeline.datasets import Dataset, spec as dataset_spec
-from oczss.pipeline.images import ImageError, load_rgb
-from oczss.pipeline.inference import segment
-from oczss.pipeline.metrics import confusion, scores
-from oczss.pipeline.runtime import class_text, resolve_device
+from oczss.pipeline.stage2 import checkpoint as ckpt_io
+from oczss.pipeline.stage2.loader import with_clusters
+from oczss.pipeline.data.datasets import Dataset, spec as dataset_spec
+from oczss.pipeline.data.images import ImageError, load_rgb
+from oczss.pipeline.stage2.inference import segment
+from oczss.pipeline.stage2.metrics import confusion, scores
+from oczss.pipeline.runtime import resolve_device
+from oczss.pipeline.stage2.text import class_text
 
 
 def _as_is(item):

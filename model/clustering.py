@@ -1,4 +1,5 @@
-"""FPS + Voronoi clustering of patch features (Appendix C, Algorithm 1, steps 4-5; §3.2 eq. 4).
+"""FPS + Voronoi clustering of patch features (Appendix C, Algorithm 1, steps 4-5; §3.2 eq. 4), used by Stage 1,
+`predict`'s on-the-fly clusters and the `clip` mask source.
 
 One farthest-point-sampling run with the largest K serves every K: FPS is greedy, so the first k centres of a
 K-centre run are exactly the k-centre run (the prefix property). Squared distances are expanded as
@@ -77,3 +78,17 @@ def first_centres(image_ids: list[str], seed: int, n: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
         out.append(int(torch.randint(n, (1,), generator=g)))
     return torch.tensor(out, dtype=torch.long)
+
+
+def cluster_maps(features: torch.Tensor, image_ids: list[str], seed: int, ks: list[int]) -> dict[int, torch.Tensor]:
+    """Alg. 1 steps 4-5 for a batch of images on their S x S feature grids, first centres seeded per image.
+
+    features [B, S*S, C] (row-major on the S x S grid); image_ids: one per image, seeding its first centre with
+    `seed` (see first_centres). Returns {k: uint8 [B, S, S]} on the features' device.
+    """
+    b, n, _ = features.shape
+    side = int(round(n ** 0.5))
+    if side * side != n:
+        raise ValueError(f"features must lie on a square grid, got {n} tokens")
+    first = first_centres(image_ids, seed, n).to(features.device)
+    return {k: lab.view(b, side, side).to(torch.uint8) for k, lab in fps_voronoi(features, ks, first).items()}

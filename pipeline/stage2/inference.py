@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from oczss.pipeline.runtime import autocast
-from oczss.pipeline.transforms import MEAN, PATCH, STD, View, eval_size, resize, windows
+from oczss.pipeline.data.transforms import MEAN, STD, View, eval_size, resize, windows
 
 
 @torch.no_grad()
@@ -35,13 +35,14 @@ def segment(model, image: np.ndarray, grid: np.ndarray | None, text: torch.Tenso
     x = (x - torch.from_numpy(MEAN).to(device)[:, None, None]) / torch.from_numpy(STD).to(device)[:, None, None]
     boxes = windows(sw, sh, crop, stride) if mode == "slide" else [(0, 0, sw, sh)]
     bw, bh = boxes[0][2], boxes[0][3]
-    pw, ph = -(-bw // PATCH) * PATCH, -(-bh // PATCH) * PATCH  # window padded to whole patches
+    patch = model.encoder.patch_size
+    pw, ph = -(-bw // patch) * patch, -(-bh // patch) * patch  # window padded to whole patches
     batch = torch.zeros(len(boxes), 3, ph, pw, device=device)
     clusters = []
     for i, (left, top, w, h) in enumerate(boxes):
         batch[i, :, :h, :w] = x[:, top:top + h, left:left + w]
         if grid is not None:
-            clusters.append(View(w, h, left, top, sw, sh).patch_clusters(grid, ph // PATCH, pw // PATCH))
+            clusters.append(View(w, h, left, top, sw, sh).patch_clusters(grid, ph // patch, pw // patch, patch))
     labels = torch.from_numpy(np.stack(clusters)).to(device) if clusters else None
     probs = torch.zeros(text.shape[0], sh, sw, device=device)
     count = torch.zeros(1, sh, sw, device=device)

@@ -10,7 +10,7 @@ after label reduction; 255 is ignore everywhere.
              under the root. reduce_zero_label.
     coco     COCO-Stuff 164k: {train,val}2017/*.jpg, annotations/{train,val}2017/*_labelTrainIds.png, no split
              files (every image in the folder). Train IDs 0..170 as stored.
-    demo     generated shapes dataset (`oczss.pipeline.demo`) in the COCO-Stuff layout.
+    demo     generated shapes dataset (`oczss.pipeline.data.demo_scenes`) in the COCO-Stuff layout.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ import numpy as np
 from PIL import Image
 
 from oczss.errors import OCZSSError
-
-IGNORE = 255
+from oczss.model import IGNORE
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
@@ -127,10 +126,6 @@ class Dataset:
     def __init__(self, name: str, root: str | os.PathLike | None = None):
         self.spec = spec(name)
         self.root = Path(root) if root is not None else default_root(name)
-        if name == "demo":
-            from oczss.pipeline.demo import ensure_demo
-
-            ensure_demo(self.root)
 
     # -- layout ---------------------------------------------------------------------------------------------
     def _lists(self, split: str) -> list[tuple[Path, Path, str, str]]:

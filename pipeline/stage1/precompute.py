@@ -24,10 +24,11 @@ import torch
 from oczss.cache.schema import CacheParams
 from oczss.cache.store import MaskCache
 from oczss.errors import OCZSSError
-from oczss.pipeline.clustering import first_centres, fps_voronoi
-from oczss.pipeline.datasets import Dataset
-from oczss.pipeline.dino import DEFAULT_MODEL, DinoFeatures, fingerprint, load_dino
-from oczss.pipeline.images import ImageError, load_resized
+from oczss.model.clustering import cluster_maps
+from oczss.model.dino import DEFAULT_MODEL, DinoFeatures, load_dino
+from oczss.model.weights import fingerprint
+from oczss.pipeline.data.datasets import Dataset
+from oczss.pipeline.data.images import ImageError, load_resized
 from oczss.pipeline.runtime import resolve_device
 
 TASKS_PER_DEVICE = 2
@@ -53,16 +54,20 @@ class PrecomputeConfig:
     decode_threads: int = min(16, os.cpu_count() or 1)
     scheduler: str | None = None
 
-    def validate(self) -> None:
+    def __post_init__(self):
         """Refuse bad flags before any work starts."""
         if self.split not in ("train", "val", "all"):
             raise OCZSSError(f"--split {self.split!r}: choose train, val or all")
-        if not self.ks or min(self.ks) < 1 or max(self.ks) > min(255, self.grid * self.grid):
-            raise OCZSSError(f"--ks {','.join(map(str, self.ks))}: every K must lie in 1..{min(255, self.grid ** 2)}")
-        for flag, v in (("--input-size", self.input_size), ("--grid", self.grid), ("--batch-size", self.batch_size), ("--shard-size", self.shard_size),
-                        ("--decode-threads", self.decode_threads)):
+        for flag, v in (("--input-size", self.input_size), ("--grid", self.grid), ("--batch-size", self.batch_size),
+                        ("--shard-size", self.shard_size), ("--decode-threads", self.decode_threads)):
             if v < 1:
                 raise OCZSSError(f"{flag} {v}: must be at least 1")
+        if self.seed < 0:
+            raise OCZSSError(f"--seed {self.seed}: must be at least 0")
+        top = min(255, self.grid * self.grid)
+        if not self.ks or min(self.ks) < 1 or max(self.ks) > top:
+            raise OCZSSError(f"--ks {','.join(map(str, self.ks))}: every K must lie in 1..{top} (at most 255, and at "
+                             f"most the S x S = {self.grid}x{self.grid} cells of --grid)")
 
 
 @dataclass(frozen=True)
@@ -149,12 +154,11 @@ def run_shard(job: ShardJob, on_images: Callable[[int], None] | None = None,
             batch = torch.from_numpy(np.stack(images))
             if device.type == "cuda":
                 batch = batch.pin_memory()
-            first = first_centres([job.ids[i] for i in rows], p.seed, s * s)
             with _device_lock(job.device):  # one batch at a time on the device; the other task decodes meanwhile
                 feats = extract(batch.to(device, non_blocking=True))
-                clusters = fps_voronoi(feats, list(p.ks), first.to(device))
-                for k, lab in clusters.items():
-                    labels[k][rows] = lab.view(-1, s, s).to(torch.uint8).cpu().numpy()
+                maps = cluster_maps(feats, [job.ids[i] for i in rows], p.seed, list(p.ks))
+                for k, lab in maps.items():
+                    labels[k][rows] = lab.cpu().numpy()
         if on_images:
             on_images(min(start + job.batch_size, n) - start)
     split_cache.write_shard(job.shard, labels, failed)
@@ -180,7 +184,6 @@ class PrecomputeSummary:
 def plan(cfg: PrecomputeConfig) -> tuple[list[ShardJob], int, torch.nn.Module]:
     """Check the dataset, load DINO, open or create the cache; return the pending shard jobs, the count of shards
     already done, and the loaded DINO."""
-    cfg.validate()
     dataset = Dataset(cfg.dataset, cfg.data_root)
     splits = ["train", "val"] if cfg.split == "all" else [cfg.split]
     ids = {s: dataset.image_ids(s) for s in splits}

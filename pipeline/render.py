@@ -1,21 +1,12 @@
-"""`oczss cache show`: an image beside its cluster map, overlaid with cluster boundaries (as the paper's Fig. 2).
+"""Pictures a person would rather look at than read: an image beside its label map, with boundaries and a legend.
 
-The S x S label grid covers the whole image in normalised coordinates, so it is resized (nearest) onto the
-image as it is. A legend gives each cluster's colour and share of the grid; random-weight caches say so in
-the header.
+Used by `cache show` (an S x S cluster map) and `predict` (a full-size class map); both hand arrays in.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from PIL import Image, ImageDraw
-
-from oczss.cache.store import DONE, FAILED, MaskCache
-from oczss.errors import OCZSSError
-from oczss.pipeline.datasets import Dataset
-from oczss.pipeline.images import ImageError, load_rgb
 
 PALETTE = np.array([
     (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
@@ -65,39 +56,3 @@ def render(image: Image.Image, labels: np.ndarray, names: list[str], title: str)
         draw.rectangle((x, y, x + 12, y + 12), fill=tuple(int(v) for v in palette[c]))
         draw.text((x + 16, y), f"{names[c]} {100 * shares[c]:.0f}%", fill=(0, 0, 0))
     return canvas
-
-
-def show(url: str, image_id: str, dataset: str, k: int, out: str | Path, split: str | None = None,
-         data_root: str | None = None) -> Path:
-    """Write the picture for `image_id` to `out` (PNG) and return its path."""
-    cache = MaskCache.open(url)
-    if k not in cache.params.ks:
-        raise OCZSSError(f"--k {k}: cache {url} has K in {','.join(map(str, cache.params.ks))}")
-    candidates = [s for d, s in cache.splits() if d == dataset and (split is None or s == split)]
-    if not candidates:
-        raise OCZSSError(f"cache {url} holds no {dataset}" + (f"/{split}" if split else "") + " split")
-    for s in candidates:
-        sc = cache.split(dataset, s)
-        if image_id in sc.index:
-            break
-    else:
-        raise OCZSSError(f"image {image_id!r} is in none of the cached {dataset} splits ({', '.join(candidates)})")
-    row = sc.row(image_id)
-    status = sc.status()[row]
-    if status != DONE:
-        why = "its image failed to decode" if status == FAILED else "its shard is not done yet"
-        raise OCZSSError(f"image {image_id!r}: no cluster labels in the cache ({why})")
-    labels = np.asarray(sc.labels(k)[row])
-    root = data_root or sc.meta.get("data_root")
-    path = Dataset(dataset, root).image_path(s, image_id)
-    try:
-        image = load_rgb(path)
-    except ImageError as e:
-        raise OCZSSError(f"cannot show {image_id!r}: {e} (pass --data-root if the dataset moved)") from e
-    p = cache.params
-    title = (f"{dataset}/{s} {image_id}   K={k}  S={p.grid}  DINO {p.dino_model} @ {p.input_size}"
-             + ("   RANDOM WEIGHTS (tests/demo only)" if cache.random_weights else ""))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    render(image, labels, [f"cluster {j}" for j in range(k)], title).save(out)
-    return out

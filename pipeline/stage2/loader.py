@@ -15,9 +15,10 @@ import torch
 
 from oczss.cache.store import DONE, MaskCache
 from oczss.errors import OCZSSError
-from oczss.pipeline.datasets import IGNORE, Dataset, DatasetSpec, Sample
-from oczss.pipeline.images import ImageError, load_rgb
-from oczss.pipeline.transforms import PATCH, train_view
+from oczss.model import IGNORE
+from oczss.pipeline.data.datasets import Dataset, DatasetSpec, Sample
+from oczss.pipeline.data.images import ImageError, load_rgb
+from oczss.pipeline.data.transforms import train_view
 
 UNSEEN = 254  # transductive training: ground truth is an unseen class; the train step pseudo-labels it (§6)
 
@@ -96,8 +97,9 @@ class TrainData(torch.utils.data.Dataset):
     clusters int64 [(C/16)^2]}; labels already remapped for the setting."""
 
     def __init__(self, dataset: Dataset, samples: list[Sample], setting: str, grids: ClusterGrids | None,
-                 crop: int, seed: int):
+                 crop: int, patch: int, seed: int):
         self.dataset, self.samples, self.grids, self.crop, self.seed = dataset, samples, grids, crop, seed
+        self.patch = patch
         self.lut = label_lut(dataset.spec, setting)
 
     def __len__(self) -> int:
@@ -120,8 +122,9 @@ class TrainData(torch.utils.data.Dataset):
             raise OCZSSError(f"label {sample.label} is {label.shape[1]}x{label.shape[0]} but its image "
                              f"{sample.image} is {image.shape[1]}x{image.shape[0]}")
         img, lab, view = train_view(image, label, self.dataset.spec.train_scale, self.crop, rng)
-        side = self.crop // PATCH
-        clusters = (view.patch_clusters(self.grids.grid(sample.image_id), side, side) if self.grids is not None
+        side = self.crop // self.patch
+        clusters = (view.patch_clusters(self.grids.grid(sample.image_id), side, side, self.patch)
+                    if self.grids is not None
                     else np.zeros(side * side, np.int64))
         return {"image": torch.from_numpy(img), "label": torch.from_numpy(lab.astype(np.int64)),
                 "clusters": torch.from_numpy(clusters)}

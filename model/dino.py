@@ -1,29 +1,22 @@
-"""The frozen DINO encoder of Stage 1: loading by name, by local path or with random weights, and features.
+"""The frozen DINO encoder: loading by name, by local path or with random weights, and its patch features.
 
 Default model: timm `vit_base_patch16_224.dino` (DINO ViT-B/16), position embeddings resized to the R/16 grid
 by timm when the weights load. `pretrained` asks timm's hub cache; a path loads a local checkpoint (timm or
-original DINO key names); `random` builds seeded random weights for tests and the demo and says so on stderr.
-`test-tiny` is a 2-layer, 48-wide ViT/16 for fast tests.
+original DINO key names); `random` builds seeded random weights for tests and the demo and announces them.
+`tiny` is a 2-layer, 48-wide ViT/16 for fast tests.
 """
 
 from __future__ import annotations
 
-import hashlib
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from oczss.errors import OCZSSError
+from oczss.model.weights import TINY, announce_random
 
 DEFAULT_MODEL = "vit_base_patch16_224.dino"
-TINY = "test-tiny"
-RANDOM_NOTICE = "RANDOM WEIGHTS: {what} uses randomly initialised weights; results are for tests and the demo only"
-
-
-def announce_random(what: str) -> None:
-    print(f"\n*** {RANDOM_NOTICE.format(what=what)} ***\n", file=sys.stderr, flush=True)
 
 
 def load_dino(name: str, weights: str, input_size: int) -> torch.nn.Module:
@@ -62,16 +55,6 @@ def load_dino(name: str, weights: str, input_size: int) -> torch.nn.Module:
     return model
 
 
-def fingerprint(model: torch.nn.Module) -> str:
-    """sha256 over every tensor of the state dict (names, dtypes, shapes, bytes): identifies the weights."""
-    h = hashlib.sha256()
-    for key, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
 class DinoFeatures(torch.nn.Module):
     """uint8 images [B, R, R, 3] -> last-layer patch features resized to the S x S grid (Alg. 1 steps 1-2).
 
@@ -84,10 +67,6 @@ class DinoFeatures(torch.nn.Module):
         cfg = getattr(model, "pretrained_cfg", None) or {}
         self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1) * 255)
         self.register_buffer("std", torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1) * 255)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return torch.bfloat16 if self.mean.device.type == "cuda" else torch.float32
 
     @torch.inference_mode()
     def forward(self, images: torch.Tensor) -> torch.Tensor:

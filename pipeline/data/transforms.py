@@ -14,11 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from oczss.pipeline.datasets import IGNORE
+from oczss.model import IGNORE
 
 MEAN = np.array([123.675, 116.28, 103.53], np.float32)
 STD = np.array([58.395, 57.12, 57.375], np.float32)
-PATCH = 16
 
 
 @dataclass(frozen=True)
@@ -34,20 +33,21 @@ class View:
     scaled_h: int
     flip: bool = False
 
-    def patch_clusters(self, grid: np.ndarray, rows: int, cols: int) -> np.ndarray:
-        """Cluster label of each patch of a rows x cols patch grid: int64 [rows * cols], from grid uint8 [S, S].
+    def patch_clusters(self, cluster_map: np.ndarray, rows: int, cols: int, patch: int) -> np.ndarray:
+        """Cluster label of each patch of a rows x cols grid of patch x patch pixels: int64 [rows * cols], from the
+        whole image's cluster map uint8 [S, S].
 
         Patch centres are mapped back to normalised original coordinates (padding clamps to the content's edge)
         and looked up in the grid cell that contains them.
         """
-        s = grid.shape[0]
-        u = np.clip((np.arange(cols) + 0.5) * PATCH, 0.0, self.width - 1e-3)
-        v = np.clip((np.arange(rows) + 0.5) * PATCH, 0.0, self.height - 1e-3)
+        s = cluster_map.shape[0]
+        u = np.clip((np.arange(cols) + 0.5) * patch, 0.0, self.width - 1e-3)
+        v = np.clip((np.arange(rows) + 0.5) * patch, 0.0, self.height - 1e-3)
         if self.flip:
             u = self.width - u
         gx = np.clip(((u + self.left) / self.scaled_w * s).astype(np.int64), 0, s - 1)
         gy = np.clip(((v + self.top) / self.scaled_h * s).astype(np.int64), 0, s - 1)
-        return grid[gy[:, None], gx[None, :]].astype(np.int64).reshape(-1)
+        return cluster_map[gy[:, None], gx[None, :]].astype(np.int64).reshape(-1)
 
 
 def rescale_size(w: int, h: int, scale: tuple[float, float]) -> tuple[int, int]:

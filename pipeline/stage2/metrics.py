@@ -8,7 +8,7 @@ import math
 import numpy as np
 import torch
 
-IGNORE = 255
+from oczss.model import IGNORE
 
 
 def confusion(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -24,11 +24,13 @@ import torch
 
 from oczss import __version__
 from oczss.errors import OCZSSError
-from oczss.pipeline import checkpoint as ckpt_io
-from oczss.pipeline.data import UNSEEN, Positions, TrainData, seed_worker, with_clusters
-from oczss.pipeline.datasets import Dataset
-from oczss.pipeline.recipes import TrainConfig
-from oczss.pipeline.runtime import autocast, class_text, init_distributed
+from oczss.pipeline.stage2 import checkpoint as ckpt_io
+from oczss.pipeline.stage2.loader import UNSEEN, Positions, TrainData, seed_worker, with_clusters
+from oczss.pipeline.data.datasets import Dataset
+from oczss.pipeline.configs import from_dict
+from oczss.pipeline.stage2.config import TrainConfig
+from oczss.pipeline.runtime import autocast, init_distributed
+from oczss.pipeline.stage2.text import class_text
 
 # What may differ between a run and its resumption: everything else must match the saved config.
 RUNTIME_FIELDS = ("workers", "log_every", "save_every", "milestone_every", "description")
@@ -57,7 +59,6 @@ def train(cfg: TrainConfig, *, out: str | Path, data_root: str | None, cache: st
     """Run (or resume) training; returns a summary with the last step's losses. Safe to interrupt."""
     from oczss.model import OCZSSConfig, build_model
 
-    cfg.validate()
     out = Path(out)
     last = out / "last.pt"
     if resume and not last.is_file():
@@ -67,7 +68,7 @@ def train(cfg: TrainConfig, *, out: str | Path, data_root: str | None, cache: st
     if cfg.setting == "transductive" and not (cfg.init_from or resume):
         raise OCZSSError("transductive training starts from an inductive checkpoint at half its schedule: pass "
                          "--init-from RUN/checkpoints/iter_N.pt")
-    model_cfg = OCZSSConfig.from_dict(cfg.model)
+    model_cfg = from_dict(OCZSSConfig, cfg.model, "training config: model")
     dataset = Dataset(cfg.dataset, data_root)
     if cfg.unseen is not None:
         dataset.spec = dataclasses.replace(dataset.spec, unseen=tuple(sorted(cfg.unseen)))
@@ -105,7 +106,7 @@ def train(cfg: TrainConfig, *, out: str | Path, data_root: str | None, cache: st
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     workers = min(cfg.workers, os.cpu_count() or 1)
     loader = torch.utils.data.DataLoader(
-        TrainData(dataset, samples, cfg.setting, grids, spec.crop, cfg.seed), batch_size=micro,
+        TrainData(dataset, samples, cfg.setting, grids, spec.crop, model.encoder.patch_size, cfg.seed), batch_size=micro,
         sampler=Positions(len(samples), cfg.seed, step * accum, micro, world, rank), num_workers=workers,
         pin_memory=dev.type == "cuda", worker_init_fn=seed_worker, persistent_workers=workers > 0,
         prefetch_factor=4 if workers else None)

@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 
 from oczss.errors import OCZSSError
+from oczss.model import OCZSSConfig, build_model
+from oczss.pipeline.configs import from_dict
 
 FORMAT = 1
 
@@ -66,10 +68,9 @@ def load_trainable(model: torch.nn.Module, state: dict, source: str) -> None:
 def restore_model(path: str | Path, device: torch.device, weights: str | None = None):
     """(model in eval mode on `device`, checkpoint dict) from a checkpoint; `weights` overrides where the frozen
     CLIP comes from (e.g. a local path on another machine); its fingerprint must match the training run's."""
-    from oczss.model import OCZSSConfig, build_model
-
     ckpt = load(path)
-    config = OCZSSConfig.from_dict({**ckpt["model_config"], **({"weights": weights} if weights else {})})
+    config = from_dict(OCZSSConfig, {**ckpt["model_config"], **({"weights": weights} if weights else {})},
+                       f"checkpoint {path}: model_config")
     model = build_model(config)
     if model.weights_fingerprint != ckpt["weights_fingerprint"]:
         raise OCZSSError(f"checkpoint {path} was trained on CLIP weights {ckpt['weights_fingerprint'][:12]}…, but "

@@ -16,22 +16,23 @@ import numpy as np
 import torch
 from PIL import Image
 
-from oczss.cache.show import colours, render
+from oczss.pipeline.render import colours, render
 from oczss.errors import OCZSSError
-from oczss.pipeline import checkpoint as ckpt_io
-from oczss.pipeline.clustering import first_centres, fps_voronoi
-from oczss.pipeline.datasets import spec as dataset_spec
-from oczss.pipeline.images import ImageError, load_resized, load_rgb
-from oczss.pipeline.inference import segment
-from oczss.pipeline.runtime import class_text, resolve_device
+from oczss.pipeline.stage2 import checkpoint as ckpt_io
+from oczss.model.clustering import cluster_maps
+from oczss.model.dino import DinoFeatures, load_dino
+from oczss.model.weights import fingerprint
+from oczss.pipeline.data.datasets import spec as dataset_spec
+from oczss.pipeline.data.images import ImageError, load_resized, load_rgb
+from oczss.pipeline.stage2.inference import segment
+from oczss.pipeline.runtime import resolve_device
+from oczss.pipeline.stage2.text import class_text
 
 
 class OnTheFlyClusters:
     """The training cache's DINO FPS-Voronoi clustering, computed per image: uint8 [S, S]."""
 
     def __init__(self, clusters: dict, k: int, weights: str | None, device: torch.device):
-        from oczss.pipeline.dino import DinoFeatures, fingerprint, load_dino
-
         weights = weights or ("random" if clusters["random_weights"] else "pretrained")
         model = load_dino(clusters["dino_model"], weights, clusters["input_size"])
         if fingerprint(model) != clusters["fingerprint"]:
@@ -42,10 +43,7 @@ class OnTheFlyClusters:
 
     def __call__(self, path: Path) -> np.ndarray:
         image = torch.from_numpy(load_resized(path, self.size))[None].to(self.device)
-        feats = self.extract(image)
-        s = self.extract.grid
-        first = first_centres([path.stem], self.seed, s * s).to(self.device)
-        return fps_voronoi(feats, [self.k], first)[self.k][0].view(s, s).to(torch.uint8).cpu().numpy()
+        return cluster_maps(self.extract(image), [path.stem], self.seed, [self.k])[self.k][0].cpu().numpy()
 
 
 def predict(images: list[str], checkpoint: str, classes: list[str], out_dir: str | Path, *, device: str = "auto",

@@ -1,0 +1,1 @@
+"""Stage 2: training from the mask cache, evaluation, inference and prediction, checkpoints and recipes."""
