@@ -90,8 +90,11 @@ _PC = _precompute_defaults()
 @click.option("--decode-threads", type=COUNT, default=_PC["decode_threads"], show_default="CPU cores, at most 16",
               help="Image decoding threads per process.")
 @click.option("--scheduler", default=None, help="Address of a dask.distributed scheduler [default: dask's local one].")
+@click.option("--retry-failed", is_flag=True, help="Recompute the shards whose images failed to decode before.")
+@click.option("--force-unlock", is_flag=True, help="Take the cache's writer lock even if another run holds it "
+              "(only when that run is dead).")
 def precompute(dataset, data_root, split, cache_url, ks, input_size, grid, batch_size, device, weights, dino_model,
-               seed, shard_size, decode_threads, scheduler):
+               seed, shard_size, decode_threads, scheduler, retry_failed, force_unlock):
     """Stage 1: cluster DINO features of every image into the mask cache (resumable)."""
     from oczss.model.weights import RANDOM_NOTE
     from oczss.pipeline.stage1.precompute import PrecomputeConfig, precompute as run
@@ -99,7 +102,7 @@ def precompute(dataset, data_root, split, cache_url, ks, input_size, grid, batch
     cfg = PrecomputeConfig(dataset=dataset, cache=cache_url, data_root=data_root, split=split, ks=ks,
                            input_size=input_size, grid=grid, batch_size=batch_size, device=device, weights=weights,
                            dino_model=dino_model, seed=seed, shard_size=shard_size, decode_threads=decode_threads,
-                           scheduler=scheduler)
+                           scheduler=scheduler, retry_failed=retry_failed, force_unlock=force_unlock)
     s = run(cfg)
     nfail = sum(len(v) for v in s.failed.values())
     click.echo(f"{cache_url}: {s.images} images in {s.shards_run} shards ({s.shards_skipped} already done) "
@@ -119,20 +122,20 @@ def info(cache_url, as_json):
     """Parameters, splits, completeness, size on disk and cluster-size statistics."""
     import json
 
-    from oczss.cache.info import cache_info
-    from oczss.pipeline.stage1.inspect import format_info
+    from oczss.pipeline.stage1.inspect import format_info, info as run
 
-    data = cache_info(cache_url)
+    data = run(cache_url)
     click.echo(json.dumps(data, indent=2) if as_json else format_info(data))
 
 
 @cache.command()
 @_cache_option
-def verify(cache_url):
-    """Read every shard; check shapes, dtypes, label values and completion records."""
-    from oczss.cache.verify import verify as run
+@click.option("--partial", is_flag=True, help="Accept unfinished shards (a precompute still to be completed).")
+def verify(cache_url, partial):
+    """Read every shard; check shapes, dtypes, label values, ids and completion records."""
+    from oczss.pipeline.stage1.inspect import check
 
-    problems = run(cache_url)
+    problems = check(cache_url, partial=partial)
     for line in problems:
         click.echo(line)
     if problems:
@@ -157,14 +160,14 @@ def show(image_id, dataset, k, out, split, data_root, cache_url):
 
 
 @cache.command()
-@click.argument("out", type=click.Path(dir_okay=False))
+@click.argument("out")
 @click.option("--format", "fmt", default="hdf5", show_default=True, type=click.Choice(["hdf5"]))
 @_cache_option
 def export(out, fmt, cache_url):
-    """Write the cache's arrays and metadata to one HDF5 file."""
-    from oczss.cache.export import export_hdf5
+    """Write the cache's arrays and metadata to one HDF5 file (a path or an fsspec URL)."""
+    from oczss.pipeline.stage1.inspect import export as run
 
-    click.echo(export_hdf5(cache_url, out))
+    click.echo(run(cache_url, out))
 
 
 @main.command()
@@ -194,8 +197,9 @@ def configs():
 @click.option("--text", type=click.Path(dir_okay=False), help="Class x template text embeddings (.npy).")
 @click.option("--seed", type=NATURAL, help="Data order and augmentation seed [default: 0].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
+@click.option("--skip-damaged", is_flag=True, help="Skip the images of damaged cache shards instead of stopping.")
 def train(dataset, setting, data_root, cache_url, out, config, iters, batch_size, micro_batch, workers, device,
-          weights, init_from, text, seed, resume):
+          weights, init_from, text, seed, resume, skip_damaged):
     """Stage 2: train OC-ZSS (or an ablation) from the mask cache."""
     from oczss.model.weights import RANDOM_NOTE
     from oczss.pipeline.stage2.recipes import resolve
@@ -209,7 +213,8 @@ def train(dataset, setting, data_root, cache_url, out, config, iters, batch_size
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None},
                               model={**cfg.model, **({"weights": weights} if weights else {})})
     out = out or f"runs/{cfg.dataset}-{cfg.setting}"
-    summary = run(cfg, out=out, data_root=data_root, cache=cache_url, device=device, resume=resume)
+    summary = run(cfg, out=out, data_root=data_root, cache=cache_url, device=device, resume=resume,
+                  skip_damaged=skip_damaged)
     last = summary["last"]
     click.echo(f"{out}: trained to iteration {summary['step']}, loss {last.get('loss', float('nan')):.4f}; "
                f"checkpoints in {out}/checkpoints, metrics in {out}/metrics.jsonl"
@@ -229,12 +234,14 @@ def train(dataset, setting, data_root, cache_url, out, config, iters, batch_size
 @click.option("--text", type=click.Path(dir_okay=False), help="Class x template text embeddings (.npy).")
 @click.option("--workers", default=2, type=NATURAL, show_default=True, help="Image loading processes.")
 @click.option("--limit", type=COUNT, help="Evaluate the first N images only.")
-def evaluate(checkpoint, dataset, split, mode, json_out, data_root, cache_url, device, weights, text, workers, limit):
+@click.option("--allow-subset", is_flag=True, help="Evaluate even if some images have no cached clusters.")
+def evaluate(checkpoint, dataset, split, mode, json_out, data_root, cache_url, device, weights, text, workers, limit,
+             allow_subset):
     """Per-class IoU, mIoU(S), mIoU(U), hIoU and pixel accuracy over a whole split."""
     from oczss.pipeline.stage2.evaluate import evaluate as run, format_report, write_json
 
     report = run(checkpoint, dataset, split=split, mode=mode, data_root=data_root, cache=cache_url, device=device,
-                 weights=weights, text=text, workers=workers, limit=limit)
+                 weights=weights, text=text, workers=workers, limit=limit, allow_subset=allow_subset)
     click.echo(format_report(report))
     if json_out:
         write_json(report, json_out)
@@ -251,12 +258,13 @@ def evaluate(checkpoint, dataset, split, mode, json_out, data_root, cache_url, d
 @click.option("--dino-weights", help="DINO weights for on-the-fly clusters [default: as the training cache].")
 @click.option("--text", type=click.Path(dir_okay=False), help="Text embeddings (.npy) for the classes, in order.")
 @click.option("--mode", default="slide", show_default=True, type=click.Choice(["slide", "whole"]))
-def predict(images, checkpoint, classes, out, device, weights, dino_weights, text, mode):
+@click.option("--overwrite", is_flag=True, help="Replace output files that already exist.")
+def predict(images, checkpoint, classes, out, device, weights, dino_weights, text, mode, overwrite):
     """Segment your own images with your own class names: overlay and label PNGs per image."""
     from oczss.pipeline.stage2.predict import predict as run
 
     for path in run(list(images), checkpoint, classes.split(","), out, device=device, weights=weights,
-                    dino_weights=dino_weights, text=text, mode=mode):
+                    dino_weights=dino_weights, text=text, mode=mode, overwrite=overwrite):
         click.echo(path)
 
 
@@ -276,3 +284,4 @@ def demo(out, iters, device):
                f"  training run {r['run']}  (config.json, metrics.jsonl, tb/, checkpoints/)\n"
                f"  eval report  {r['eval']}: mIoU(S) {rep['mIoU_seen']:.1f}, mIoU(U) {rep['mIoU_unseen']:.1f}, "
                f"hIoU {rep['hIoU']:.1f}\n  predictions  {out}/predictions ({len(r['predictions'])} files)")
+

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 from oczss.model import OCZSSConfig, build_model
 from oczss.model.clustering import fps_voronoi
-from oczss.pipeline.stage2.loader import Positions, TrainData, seed_worker, with_clusters
+from oczss.pipeline.stage2.clusters import with_clusters
+from oczss.pipeline.stage2.loader import Positions, TrainData, seed_worker
 from oczss.pipeline.data.datasets import Dataset
 from oczss.model.dino import DEFAULT_MODEL, DinoFeatures, load_dino
 from oczss.model.weights import TINY
@@ -105,7 +106,7 @@ def main() -> None:
                                     input_size=args.size, weights="random", dino_model=dino_name,
                                     device=str(device)), progress=False)
         dataset = Dataset("coco", root)
-        samples, grids = with_clusters(dataset.samples("train"), cache, "coco", "train", N_O)
+        samples, grids, _ = with_clusters(dataset.samples("train"), cache, "coco", "train", N_O)
         model = build_model(OCZSSConfig(backbone="tiny" if args.tiny else "ViT-B-16", weights="random",
                                         num_objects=N_O, num_vpt=100)).to(device)
         dim = model.encoder.clip.output_dim

@@ -5,48 +5,70 @@
         ids          vlen str [N]
         status       uint8 [N]          0 missing, 1 done, 2 failed
         labels_k{K}  uint8 [N, S, S]    chunks of one image, gzip
-Copied one shard at a time; the file is written beside its target and renamed when complete.
+Copied one shard at a time, each checked against its record first (a damaged shard stops the export). The file
+is written beside its target (a local temporary file for an fsspec URL target) and renamed or uploaded when
+complete, so no half-written file is ever left at the target.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from oczss.cache.location import filesystem, is_local, local_path
 from oczss.cache.store import MaskCache
+from oczss.errors import OCZSSError
 
 
-def export_hdf5(url: str, out: str | Path, on_shard=None) -> Path:
+def export_hdf5(url: str, out: str, on_shard=None) -> str:
+    """Write the HDF5 file to `out` (a path or an fsspec URL) and return `out`. on_shard(): after each shard."""
     cache = MaskCache.open(url)
-    out = Path(out)
-    tmp = out.with_name(out.name + ".partial")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    p = cache.params
+    if is_local(out):
+        target = local_path(out)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".partial")
+    else:
+        fs, remote = filesystem(out)
+        tmp = Path(tempfile.mkstemp(suffix=".h5")[1])
     try:
         with h5py.File(tmp, "w") as f:
-            f.attrs["oczss_metadata"] = json.dumps(cache.meta, sort_keys=True)
-            for dataset, split in cache.splits():
-                sc = cache.split(dataset, split)
-                g = f.create_group(f"{dataset}/{split}")
-                g.attrs["oczss_split"] = json.dumps(sc.meta, sort_keys=True)
-                records = sc.records()
-                g.attrs["failed"] = json.dumps({i: why for r in records if r for i, why in r["failed"].items()})
-                g.create_dataset("ids", data=np.array(sc.ids, dtype=object), dtype=h5py.string_dtype())
-                g.create_dataset("status", data=sc.status(records))
-                dsets = {k: g.create_dataset(f"labels_k{k}", shape=(sc.n, p.grid, p.grid), dtype="uint8",
-                                             chunks=(1, p.grid, p.grid) if sc.n else None, compression="gzip")
-                         for k in p.ks}
-                for shard in range(sc.num_shards):
-                    a, b = sc.rows(shard)
-                    for k in p.ks:
-                        dsets[k][a:b] = sc.labels(k)[a:b]
-                    if on_shard:
-                        on_shard()
-        os.replace(tmp, out)
+            _write(cache, f, on_shard)
+        if is_local(out):
+            os.replace(tmp, target)
+        else:
+            fs.put(str(tmp), remote)
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+def _write(cache: MaskCache, f: h5py.File, on_shard) -> None:
+    p = cache.params
+    f.attrs["oczss_metadata"] = json.dumps(cache.meta, sort_keys=True)
+    for dataset, split in cache.splits():
+        sc = cache.split(dataset, split)
+        g = f.create_group(f"{dataset}/{split}")
+        g.attrs["oczss_split"] = json.dumps(sc.meta, sort_keys=True)
+        records = sc.records()
+        g.attrs["failed"] = json.dumps({i: why for r in records if r for i, why in r["failed"].items()})
+        g.create_dataset("ids", data=np.array(sc.ids, dtype=object), dtype=h5py.string_dtype())
+        g.create_dataset("status", data=sc.status(records))
+        dsets = {k: g.create_dataset(f"labels_k{k}", shape=(sc.n, p.grid, p.grid), dtype="uint8",
+                                     chunks=(1, p.grid, p.grid) if sc.n else None, compression="gzip")
+                 for k in p.ks}
+        for shard in range(sc.num_shards):
+            a, b = sc.rows(shard)
+            if records[shard] is not None:
+                data, problems = sc.read_shard(shard, p.ks, records[shard])
+                if problems:
+                    raise OCZSSError(f"cache {cache.url} {dataset}/{split} is damaged: {problems[0]}; nothing was "
+                                     f"exported (run `oczss cache verify --cache {cache.url}`)")
+                for k in p.ks:
+                    dsets[k][a:b] = data[k]
+            if on_shard:
+                on_shard()

@@ -1,8 +1,9 @@
-"""`oczss cache info`: what a cache holds, how complete it is, its size, and cluster-size statistics.
+"""`oczss cache info`: what a cache holds, how complete and how sound it is, its size, cluster-size statistics.
 
-Cluster sizes are computed with dask over every done image (one task per shard): per (image, cluster) pair
-the share of the S x S grid the cluster covers; reported as the share of empty clusters and quantiles of the
-non-empty sizes.
+Every done shard is read once, with dask (one task per shard): it is checked against its record (cache/integrity)
+and its per-(image, cluster) pixel counts are taken. Damaged shards are reported, never a traceback, and left
+out of the statistics: the share of empty clusters and quantiles of the non-empty cluster sizes (share of the
+S x S map).
 """
 
 from __future__ import annotations
@@ -10,43 +11,70 @@ from __future__ import annotations
 import numpy as np
 
 from oczss.cache.store import DONE, FAILED, MISSING, MaskCache, SplitCache
+from oczss.errors import OCZSSError
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
-def _counts(block: np.ndarray, k: int) -> np.ndarray:
-    """uint8 [n, S, S] -> int64 [n, k] pixels per cluster."""
-    flat = block.reshape(len(block), -1).astype(np.int64)
-    offsets = np.arange(len(block))[:, None] * k
-    return np.bincount((flat + offsets).ravel(), minlength=len(block) * k).reshape(len(block), k)
+def _counts(labels: np.ndarray, k: int) -> np.ndarray:
+    """uint8 [n, S, S] (values < k) -> int64 [n, k] pixels per cluster."""
+    flat = labels.reshape(len(labels), -1).astype(np.int64)
+    offsets = np.arange(len(labels))[:, None] * k
+    return np.bincount((flat + offsets).ravel(), minlength=len(labels) * k).reshape(len(labels), k)
 
 
-def cluster_stats(sc: SplitCache, k: int, done: np.ndarray) -> dict:
-    """Empty-cluster share and size quantiles (share of the grid) over the rows where `done` (bool [N]) holds,
-    computed with dask."""
-    import dask.array as da
-
-    if not done.any():
-        return {"images": 0}
-    params = sc.cache.params
-    grid = params.grid
-    labels = da.from_zarr(sc.labels(k), chunks=(params.shard_size, grid, grid))
-    counts = labels.map_blocks(_counts, k, dtype=np.int64, chunks=(labels.chunks[0], (k,)), drop_axis=2)
-    counts = counts[np.flatnonzero(done)].compute(scheduler="threads")
-    sizes = counts / float(grid * grid)
-    nonempty = sizes[sizes > 0]
-    return {"images": int(done.sum()), "empty_share": float((counts == 0).mean()),
-            "size_quantiles": {f"p{int(q * 100)}": float(np.quantile(nonempty, q)) for q in QUANTILES}}
+def _shard(sc: SplitCache, shard: int, record: dict, done: np.ndarray) -> tuple[dict, list[str]]:
+    """({k: int64 [done rows, k] counts}, problems) for one shard; no counts if it is damaged."""
+    data, problems = sc.read_shard(shard, sc.cache.params.ks, record)
+    if problems:
+        return {}, problems
+    a, b = sc.rows(shard)
+    return {k: _counts(labels[done[a:b]], k) for k, labels in data.items()}, []
 
 
-def cache_info(url: str) -> dict:
+def split_report(sc: SplitCache, records: list[dict | None], status: np.ndarray, on_shard=None) -> dict:
+    """Cluster statistics per K over the done rows of sound shards, and the damaged shards' problems."""
+    import dask
+
+    from dask.callbacks import Callback
+
+    class Tick(Callback):
+        def _posttask(self, key, result, dsk, state, worker_id):
+            if on_shard and isinstance(result, tuple):
+                on_shard()
+
+    done = status == DONE
+    tasks = [dask.delayed(_shard)(sc, s, r, done) for s, r in enumerate(records) if r is not None]
+    with Tick():
+        results = dask.compute(*tasks, scheduler="threads")
+    problems = [p for _, found in results for p in found]
+    stats = {}
+    grid = sc.cache.params.grid
+    for k in sc.cache.params.ks:
+        counts = [c[k] for c, _ in results if c]
+        counts = np.concatenate(counts) if counts else np.zeros((0, k), np.int64)
+        if not len(counts):
+            stats[str(k)] = {"images": 0}
+            continue
+        sizes = counts / float(grid * grid)
+        nonempty = sizes[sizes > 0]
+        stats[str(k)] = {"images": int(len(counts)), "empty_share": float((counts == 0).mean()),
+                         "size_quantiles": {f"p{int(q * 100)}": float(np.quantile(nonempty, q)) for q in QUANTILES}}
+    return {"clusters": stats, "damaged": problems}
+
+
+def cache_info(url: str, on_shard=None) -> dict:
     """Everything `oczss cache info` shows, as a JSON-ready dict."""
     cache = MaskCache.open(url)
     out = {"cache": url, "params": cache.params.to_dict(), "random_weights": cache.random_weights,
            "created": cache.meta.get("created"), "oczss_version": cache.meta.get("oczss_version"), "splits": []}
     for dataset, split in cache.splits():
-        sc = cache.split(dataset, split)
-        records = sc.records()
+        try:
+            sc = cache.split(dataset, split)
+            records = sc.records()
+        except OCZSSError as e:
+            out["splits"].append({"dataset": dataset, "split": split, "error": str(e)})
+            continue
         status = sc.status(records)
         nbytes = sum(a.nbytes_stored() for _, a in sc.group.arrays())
         entry = {"dataset": dataset, "split": split, "data_root": sc.meta.get("data_root"), "images": sc.n,
@@ -55,6 +83,6 @@ def cache_info(url: str) -> dict:
                  "shards_done": sum(r is not None for r in records), "shards": sc.num_shards,
                  "bytes": int(nbytes), "bytes_per_image": nbytes / max(int((status != MISSING).sum()), 1),
                  "failed_images": {i: why for r in records if r for i, why in r["failed"].items()},
-                 "clusters": {str(k): cluster_stats(sc, k, status == DONE) for k in cache.params.ks}}
+                 **split_report(sc, records, status, on_shard)}
         out["splits"].append(entry)
     return out

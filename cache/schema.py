@@ -1,19 +1,29 @@
-"""Cache parameters and metadata: what a cache was made with, and the check that refuses a mismatch.
+"""What a cache was made with, and the byte formats of its ids and completion records.
 
-Root group attributes (`oczss` key):
-    schema_version, params (CacheParams), random_weights, created, oczss_version
-Per (dataset, split) group attributes (`oczss` key):
-    dataset, split, data_root, num_images, num_shards, created
+Root group attributes (`oczss` key): schema_version, params (CacheParams), random_weights, created, oczss_version.
+Per (dataset, split) group attributes (`oczss` key): dataset, split, data_root, num_images, num_shards, created.
+
+Every array is a plain unsigned-integer Zarr v3 array with named dimensions, so any Zarr v3 implementation
+(tensorstore, xarray, zarr-python) reads the whole cache:
+    ids          uint8 [N, W]           (image, id_byte): UTF-8 image ids, NUL-padded to the longest
+    labels_k{K}  uint8 [N, S, S]        (image, y, x)
+    records      uint8 [shards, 65536]  (shard, record_byte): one UTF-8 JSON completion record per shard, NUL-padded
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
+
+import numpy as np
 
 from oczss.errors import OCZSSError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+RECORD_BYTES = 65536
+REASON_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -21,7 +31,7 @@ class CacheParams:
     """Everything that changes the cluster labels; two runs into one cache must agree on all of it.
 
     dino_model: timm model name; fingerprint: sha256 of the loaded DINO weights; input_size: R (whole image
-    resized to R x R); grid: S (labels are S x S); ks: cluster counts; seed: first-FPS-centre seed;
+    resized to R x R); grid: S (cluster maps are S x S); ks: cluster counts; seed: first-FPS-centre seed;
     device: device type the features were computed on ("cpu"/"cuda"); dtype: DINO compute dtype;
     shard_size: images per shard object.
     """
@@ -36,13 +46,13 @@ class CacheParams:
     dtype: str
     shard_size: int
 
+    def __post_init__(self):
+        object.__setattr__(self, "ks", tuple(self.ks))  # a JSON list when read back from the metadata
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["ks"] = list(self.ks)
         return d
-
-    def __post_init__(self):
-        object.__setattr__(self, "ks", tuple(self.ks))  # a JSON list when read back from the metadata
 
     def differences(self, other: "CacheParams") -> list[str]:
         """Human-readable 'name: cache has X, this run has Y' lines for every differing field."""
@@ -68,3 +78,50 @@ def check_params(url: str, stored: CacheParams, wanted: CacheParams) -> None:
     if diff:
         raise OCZSSError(f"cache {url} was made with other parameters:\n  " + "\n  ".join(diff)
                          + "\nRun with the cache's parameters, or write to a new --cache.")
+
+
+def encode_ids(ids: list[str]) -> np.ndarray:
+    """uint8 [N, W]: each id's UTF-8 bytes, NUL-padded to the longest (W >= 1)."""
+    raw = [i.encode() for i in ids]
+    if any(b"\0" in r for r in raw):
+        raise OCZSSError("image ids must not contain NUL characters")
+    width = max((len(r) for r in raw), default=1) or 1
+    out = np.zeros((len(raw), width), np.uint8)
+    for row, r in enumerate(raw):
+        out[row, :len(r)] = np.frombuffer(r, np.uint8)
+    return out
+
+
+def decode_ids(array: np.ndarray) -> list[str]:
+    return [bytes(row).rstrip(b"\0").decode() for row in np.asarray(array, np.uint8)]
+
+
+def ids_digest(ids: list[str]) -> str:
+    """sha256 of a shard's ids in row order: what binds the labels to their images."""
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()
+
+
+def encode_record(record: dict) -> np.ndarray:
+    """uint8 [RECORD_BYTES]: the record as UTF-8 JSON, NUL-padded. Failure reasons are shortened if the record
+    would not fit; a record that still does not fit is an error."""
+    for limit in (None, REASON_CHARS, 40, 0):
+        if limit is not None:
+            record = {**record, "failed": {i: why[:limit] for i, why in record["failed"].items()}}
+        raw = json.dumps(record, sort_keys=True).encode()
+        if len(raw) <= RECORD_BYTES:
+            out = np.zeros(RECORD_BYTES, np.uint8)
+            out[:len(raw)] = np.frombuffer(raw, np.uint8)
+            return out
+    raise OCZSSError(f"a completion record of {len(raw)} bytes does not fit in {RECORD_BYTES}; use a smaller "
+                     f"--shard-size")
+
+
+def decode_record(row: np.ndarray) -> dict | None:
+    """The record of one row (None where the shard has none); ValueError if the bytes are not a record."""
+    raw = bytes(np.asarray(row, np.uint8)).rstrip(b"\0")
+    if not raw:
+        return None
+    record = json.loads(raw.decode())
+    if not isinstance(record, dict) or not {"shard", "rows", "failed", "sha256", "ids_sha256"} <= set(record):
+        raise ValueError("not a completion record")
+    return record

@@ -2,21 +2,21 @@
 
     <cache>/                      root group, attrs["oczss"] = metadata (cache/schema.py)
       <dataset>/<split>/          attrs["oczss"] = dataset, split, data_root, num_images, ...
-        ids          str   [N]            image ids, the row order
-        labels_k{K}  uint8 [N, S, S]      cluster labels; inner chunk = 1 image, shard = shard_size images
-        records      str   [num_shards]   one JSON completion record per shard (chunk = 1 record = 1 object)
+        ids          uint8 [N, W]            image ids (UTF-8), the row order
+        labels_k{K}  uint8 [N, S, S]         cluster maps; inner chunk = 1 image, shard = shard_size images
+        records      uint8 [shards, 65536]   one JSON completion record per shard (chunk = 1 record = 1 object)
+    <cache>.lock                  the writer's lease while a precompute runs (cache/lock.py)
 
 A shard's record is written only after every labels_k{K} shard object is written and, on a local disk,
-fsynced: a record present means its rows are durable. The record lists the shard's failed images with the
-reason and the sha256 of each K's labels, which `oczss cache verify` checks against the data. Rows of
-failed images stay 0 and count as not done.
+fsynced: a record present means its rows are durable. Every shard object exists on disk, even all-zero ones.
+The record lists the shard's failed images with the reason, the sha256 of each K's labels and of the shard's
+ids; `read_shard` checks all of it (cache/integrity.py). Rows of failed images stay 0 and count as not done.
 """
 
 from __future__ import annotations
 
 import datetime
 import functools
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -25,31 +25,30 @@ from pathlib import Path
 import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
-from zarr.storage import FsspecStore, LocalStore
+from zarr.storage import LocalStore
 
-from oczss.cache.schema import SCHEMA_VERSION, CacheParams, check_params
+from oczss.cache.integrity import labels_digest, shard_problems
+from oczss.cache.location import open_store, unreachable
+from oczss.cache.schema import (RECORD_BYTES, SCHEMA_VERSION, CacheParams, check_params, decode_ids, decode_record,
+                                encode_ids, encode_record, ids_digest)
 from oczss.errors import OCZSSError
 
 MISSING, DONE, FAILED = 0, 1, 2
 COMPRESSOR = ZstdCodec(level=9)
+WRITE_ALL = {"write_empty_chunks": True}  # every shard object exists, all-zero ones included
 
 
 def default_cache_url() -> str:
     return os.environ.get("OCZSS_CACHE", "oczss-cache.zarr")
 
 
-def _store(url: str, read_only: bool):
-    if url.startswith("file://"):
-        url = url[len("file://"):]
-    if "://" not in url:
-        if read_only and not (Path(url) / "zarr.json").exists():
-            raise OCZSSError(f"no mask cache at {url}: run `oczss precompute --cache {url} ...` first")
-        return LocalStore(url, read_only=read_only)
-    return FsspecStore.from_url(url, read_only=read_only)
-
-
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _damaged(url: str, where: str, error: Exception) -> OCZSSError:
+    return OCZSSError(f"cache {url}: {where} is damaged ({type(error).__name__}: {str(error)[:160]}); "
+                      f"run `oczss cache verify --cache {url}`, or rebuild the cache")
 
 
 class MaskCache:
@@ -62,22 +61,35 @@ class MaskCache:
             raise OCZSSError(f"{url} is a Zarr store but not an oczss mask cache (no oczss metadata)")
         if meta.get("schema_version") != SCHEMA_VERSION:
             raise OCZSSError(f"cache {url} has schema version {meta.get('schema_version')}, this oczss reads "
-                             f"{SCHEMA_VERSION}; rebuild it with `oczss precompute`")
+                             f"{SCHEMA_VERSION}; rebuild it: `oczss precompute ... --cache NEW_CACHE`")
         self.meta = meta
-        self.params = CacheParams(**meta["params"])
+        try:
+            self.params = CacheParams(**meta["params"])
+        except (KeyError, TypeError) as e:
+            raise _damaged(url, "zarr.json (root metadata)", e) from None
 
     @classmethod
     def open(cls, url: str, writable: bool = False) -> "MaskCache":
+        store = open_store(url, read_only=not writable)
         try:
-            root = zarr.open_group(store=_store(url, read_only=not writable), mode="r+" if writable else "r")
+            root = zarr.open_group(store=store, mode="r+" if writable else "r")
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as e:
             raise OCZSSError(f"no mask cache at {url}: run `oczss precompute --cache {url} ...` first") from e
+        except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
+            raise _damaged(url, "zarr.json (root metadata)", e) from None
+        except OSError as e:
+            raise unreachable(url, e) from None
         return cls(url, root)
 
     @classmethod
     def create_or_open(cls, url: str, params: CacheParams, random_weights: bool) -> "MaskCache":
         """Open the cache at `url` for writing, creating it if absent; refuse other parameters."""
-        root = zarr.open_group(store=_store(url, read_only=False), mode="a")
+        try:
+            root = zarr.open_group(store=open_store(url, read_only=False), mode="a")
+        except (ValueError, KeyError, TypeError) as e:
+            raise _damaged(url, "zarr.json (root metadata)", e) from None
+        except OSError as e:
+            raise unreachable(url, e) from None
         if "oczss" not in root.attrs:
             if len(list(root.keys())):
                 raise OCZSSError(f"{url} already holds a Zarr hierarchy that is not an oczss cache")
@@ -95,8 +107,11 @@ class MaskCache:
     def splits(self) -> list[tuple[str, str]]:
         """(dataset, split) pairs present, sorted."""
         out = []
-        for name, group in self.root.groups():
-            out.extend((name, split) for split, _ in group.groups())
+        try:
+            for name, group in self.root.groups():
+                out.extend((name, split) for split, _ in group.groups())
+        except (ValueError, KeyError, TypeError) as e:
+            raise _damaged(self.url, "a group's zarr.json", e) from None
         return sorted(out)
 
     def split(self, dataset: str, split: str) -> "SplitCache":
@@ -106,6 +121,18 @@ class MaskCache:
             raise OCZSSError(f"cache {self.url} has no {path} (it holds {have}); run "
                              f"`oczss precompute --dataset {dataset} --split {split} --cache {self.url}`")
         return SplitCache(self, self.root[path])
+
+    def require(self, dataset: str, split: str, k: int, min_grid: int = 1) -> "SplitCache":
+        """The split, refused unless it exists, has K = k and a grid at least `min_grid` (the message says what
+        to run)."""
+        fix = f"run `oczss precompute --dataset {dataset} --split {split} --ks {k} --cache NEW_CACHE`"
+        if k not in self.params.ks:
+            raise OCZSSError(f"cache {self.url} has no K={k} clusters (it has K in "
+                             f"{','.join(map(str, self.params.ks))}) but the model has {k} object prompts; {fix}")
+        if self.params.grid < min_grid:
+            raise OCZSSError(f"cache {self.url} has a {self.params.grid}x{self.params.grid} grid, coarser than the "
+                             f"model's {min_grid}x{min_grid} patch grid; {fix} --grid {min_grid}")
+        return self.split(dataset, split)
 
     def require_split(self, dataset: str, split: str, ids: list[str], data_root: str) -> "SplitCache":
         """The group for (dataset, split), created with its arrays if absent; refused if its ids differ."""
@@ -118,28 +145,35 @@ class MaskCache:
             return sc
         p, n = self.params, len(ids)
         group = self.root.require_group(path)
-        group.create_array("ids", shape=(n,), dtype=str, chunks=(max(n, 1),))[:] = np.array(ids, dtype=object)
+        encoded = encode_ids(ids)
+        group.create_array("ids", shape=encoded.shape, dtype="uint8", chunks=(max(n, 1), encoded.shape[1]),
+                           dimension_names=("image", "id_byte"), fill_value=0)[:] = encoded
         for k in p.ks:
             group.create_array(f"labels_k{k}", shape=(n, p.grid, p.grid), dtype="uint8",
                                chunks=(1, p.grid, p.grid), shards=(p.shard_size, p.grid, p.grid),
-                               compressors=COMPRESSOR, fill_value=0)
+                               compressors=COMPRESSOR, fill_value=0, dimension_names=("image", "y", "x"),
+                               config=WRITE_ALL)
         num_shards = -(-n // p.shard_size)
-        group.create_array("records", shape=(num_shards,), dtype=str, chunks=(1,))
+        group.create_array("records", shape=(num_shards, RECORD_BYTES), dtype="uint8", chunks=(1, RECORD_BYTES),
+                           compressors=COMPRESSOR, fill_value=0, dimension_names=("shard", "record_byte"))
         group.attrs["oczss"] = {"dataset": dataset, "split": split, "data_root": str(data_root), "num_images": n,
                                 "num_shards": num_shards, "created": _now()}
         return SplitCache(self, group)
 
 
 class SplitCache:
-    """One (dataset, split): ids, labels per K, shard records."""
+    """One (dataset, split): ids, cluster maps per K, shard records."""
 
     def __init__(self, cache: MaskCache, group: zarr.Group):
         self.cache, self.group = cache, group
-        self.meta = dict(group.attrs)["oczss"]
-        self.ids: list[str] = [str(i) for i in group["ids"][:]] if self.meta["num_images"] else []
+        try:
+            self.meta = dict(group.attrs)["oczss"]
+            self.ids: list[str] = decode_ids(group["ids"][:]) if self.meta["num_images"] else []
+            self.num_shards = self.meta["num_shards"]
+        except (KeyError, ValueError, TypeError) as e:
+            raise _damaged(cache.url, f"{group.path} (ids or metadata)", e) from None
         self.n = len(self.ids)
         self.shard_size = cache.params.shard_size
-        self.num_shards = self.meta["num_shards"]
 
     @property
     def name(self) -> str:
@@ -148,18 +182,38 @@ class SplitCache:
     def rows(self, shard: int) -> tuple[int, int]:
         return shard * self.shard_size, min((shard + 1) * self.shard_size, self.n)
 
+    def shard_of(self, row: int) -> int:
+        return row // self.shard_size
+
     def labels(self, k: int) -> zarr.Array:
         if k not in self.cache.params.ks:
             raise OCZSSError(f"cache {self.cache.url} has no K={k} labels (it has K in "
                              f"{','.join(map(str, self.cache.params.ks))}); rerun precompute with --ks including {k} "
                              f"into a new cache")
-        return self.group[f"labels_k{k}"]
+        try:
+            return self.group[f"labels_k{k}"]
+        except (KeyError, ValueError, TypeError) as e:
+            raise _damaged(self.cache.url, f"{self.group.path}/labels_k{k}/zarr.json", e) from None
 
     def records(self) -> list[dict | None]:
-        """Completion record per shard (None where the shard is not done)."""
+        """Completion record per shard (None where the shard is not done); damaged records raise."""
+        rows = self.raw_records()
+        out = []
+        for shard, row in enumerate(rows):
+            try:
+                out.append(decode_record(row))
+            except ValueError as e:
+                raise _damaged(self.cache.url, f"{self.name} shard {shard}'s completion record", e) from None
+        return out
+
+    def raw_records(self) -> np.ndarray:
+        """uint8 [shards, RECORD_BYTES] as stored."""
         if not self.num_shards:
-            return []
-        return [json.loads(r) if r else None for r in self.group["records"][:]]
+            return np.zeros((0, RECORD_BYTES), np.uint8)
+        try:
+            return np.asarray(self.group["records"][:])
+        except Exception as e:  # noqa: BLE001 - a garbled records object fails in the codec
+            raise _damaged(self.cache.url, f"{self.name}/records", e) from None
 
     def status(self, records: list[dict | None] | None = None) -> np.ndarray:
         """uint8 [N]: MISSING (shard not done), DONE, or FAILED per row (from `records` if already read)."""
@@ -169,7 +223,8 @@ class SplitCache:
                 a, b = self.rows(shard)
                 out[a:b] = DONE
                 for image_id in rec["failed"]:
-                    out[self.row(image_id)] = FAILED
+                    if image_id in self.index:
+                        out[self.index[image_id]] = FAILED
         return out
 
     @functools.cached_property
@@ -182,19 +237,41 @@ class SplitCache:
             raise OCZSSError(f"image {image_id!r} is not in cache {self.cache.url} {self.name}")
         return self.index[image_id]
 
-    def write_shard(self, shard: int, labels: dict[int, np.ndarray], failed: dict[str, str]) -> None:
-        """Write a shard's labels (uint8 [rows, S, S] per K; failed rows zero), make them durable, then its record."""
+    def read_shard(self, shard: int, ks, record: dict | None) -> tuple[dict, list[str]]:
+        """The shard's cluster maps {k: uint8 [rows, S, S]} for `ks` and every problem found checking them
+        against `record` (cache/integrity.py); a K whose data cannot be read is absent from the dict."""
         a, b = self.rows(shard)
+        data, errors = {}, {}
+        for k in ks:
+            try:
+                data[k] = np.asarray(self.labels(k)[a:b])
+            except OCZSSError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a truncated or garbled shard object fails to decode
+                errors[k] = e
+        problems = shard_problems(self.cache.params.grid, self.ids[a:b], (a, b), shard, record, data, errors)
+        return data, problems
+
+    def write_shard(self, shard: int, labels: dict[int, np.ndarray], failed: dict[str, str],
+                    before_commit=None) -> None:
+        """Write a shard's labels (uint8 [rows, S, S] per K; failed rows zero), make them durable, then its record.
+
+        `before_commit()` runs between the two (the writer's lease check)."""
+        a, b = self.rows(shard)
+        grid = self.cache.params.grid
         digests = {}
         for k in self.cache.params.ks:
             arr = np.ascontiguousarray(labels[k], dtype=np.uint8)
-            if arr.shape != (b - a, self.cache.params.grid, self.cache.params.grid):
-                raise ValueError(f"shard {shard} K={k}: labels {arr.shape}, expected {(b - a,) + (self.cache.params.grid,) * 2}")
-            self.labels(k)[a:b] = arr
-            digests[str(k)] = hashlib.sha256(arr.tobytes()).hexdigest()
+            if arr.shape != (b - a, grid, grid):
+                raise ValueError(f"shard {shard} K={k}: labels {arr.shape}, expected {(b - a, grid, grid)}")
+            self.labels(k).with_config(WRITE_ALL)[a:b] = arr
+            digests[str(k)] = labels_digest(arr)
         self._sync(shard)
-        record = {"shard": shard, "rows": [a, b], "failed": failed, "sha256": digests, "written": _now()}
-        self.group["records"][shard] = json.dumps(record, sort_keys=True)
+        if before_commit is not None:
+            before_commit()
+        record = {"shard": shard, "rows": [a, b], "failed": failed, "sha256": digests,
+                  "ids_sha256": ids_digest(self.ids[a:b]), "written": _now()}
+        self.group["records"][shard] = encode_record(record)
 
     def _sync(self, shard: int) -> None:
         """fsync the shard objects on a local disk (object stores acknowledge a PUT once it is durable)."""
@@ -203,9 +280,10 @@ class SplitCache:
             return
         for k in self.cache.params.ks:
             path = Path(store.root) / self.group.path / f"labels_k{k}" / "c" / str(shard) / "0" / "0"
-            for target, flags in ((path, os.O_RDONLY), (path.parent, os.O_RDONLY)):
-                fd = os.open(target, flags)
+            for target in (path, path.parent):
+                fd = os.open(target, os.O_RDONLY)
                 try:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
+

@@ -10,13 +10,21 @@ class and template): seen classes become learnable, unseen ones stay at chance b
 from __future__ import annotations
 
 import dataclasses
-import sys
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from oczss.pipeline.data.datasets import DEMO_CLASSES, SPECS
 from oczss.pipeline.data.demo_scenes import ensure_demo
+from oczss.pipeline.stage1.precompute import PrecomputeConfig, precompute
+from oczss.pipeline.stage2.checkpoint import load
+from oczss.pipeline.stage2.evaluate import evaluate, format_report, write_json
+from oczss.pipeline.stage2.predict import predict
+from oczss.pipeline.stage2.recipes import resolve
+from oczss.pipeline.stage2.train import train
+
+log = logging.getLogger(__name__)
 
 PRECOMPUTE = dict(dataset="demo", split="all", ks=(4,), input_size=128, grid=16, batch_size=16, weights="random",
                   dino_model="tiny", shard_size=32)
@@ -33,17 +41,10 @@ def random_text(path: Path, seed: int = 0) -> Path:
 
 def run_demo(out: str | Path, iters: int | None = None, device: str = "cpu") -> dict:
     """Run every stage; returns where everything is and the eval report."""
-    from oczss.pipeline.stage2.checkpoint import load
-    from oczss.pipeline.stage2.evaluate import evaluate, format_report, write_json
-    from oczss.pipeline.stage1.precompute import PrecomputeConfig, precompute
-    from oczss.pipeline.stage2.predict import predict
-    from oczss.pipeline.stage2.recipes import resolve
-    from oczss.pipeline.stage2.train import train
-
     out = Path(out)
     root = ensure_demo(out / "data" / "demo")
     cache = str(out / "cache.zarr")
-    say = lambda msg: print(f"\n== {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    say = lambda msg: log.info("\n== %s", msg)  # noqa: E731
     say(f"1/4 precompute: DINO clusters of {root} into {cache}")
     precompute(PrecomputeConfig(cache=cache, data_root=str(root), device=device, **PRECOMPUTE))
     text = str(random_text(out / "text-random.npy"))
@@ -57,11 +58,12 @@ def run_demo(out: str | Path, iters: int | None = None, device: str = "cpu") -> 
         train(cfg, out=run, data_root=str(root), cache=cache, device=device, resume=last.exists())
     say("3/4 eval on demo/val")
     report = evaluate(str(last), "demo", data_root=str(root), cache=cache, device=device, text=text)
-    print(format_report(report), file=sys.stderr)
+    log.info("%s", format_report(report))
     write_json(report, out / "eval.json")
     say("4/4 predict three val images with the demo's class names")
     images = sorted(str(p) for p in (root / "val2017").glob("*.jpg"))[:3]
-    written = predict(images, str(last), list(DEMO_CLASSES), out / "predictions", device=device, text=text)
+    written = predict(images, str(last), list(DEMO_CLASSES), out / "predictions", device=device, text=text,
+                      overwrite=True)  # the demo's own folder: a rerun refreshes it
     return {"out": str(out), "cache": cache, "run": str(run), "eval": str(out / "eval.json"),
             "predictions": [str(p) for p in written], "report": report}
 

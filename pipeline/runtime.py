@@ -10,13 +10,18 @@ import torch
 from oczss.errors import OCZSSError
 
 
+def device_type(device: str) -> str:
+    """'cpu' or 'cuda' for a --device value other than auto; refuses anything else."""
+    if device == "cpu" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+        return device.split(":")[0]
+    raise OCZSSError(f"--device {device!r}: choose auto, cpu or cuda[:N]")
+
+
 def resolve_device(device: str) -> torch.device:
     """auto -> cuda if available else cpu; refuses cuda where there is none."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise OCZSSError(f"--device {device!r}: choose auto, cpu or cuda[:N]")
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    if device_type(device) == "cuda" and not torch.cuda.is_available():
         raise OCZSSError(f"--device {device}: CUDA is not available on this machine")
     return torch.device(device)
 

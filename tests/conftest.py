@@ -60,3 +60,18 @@ def demo_stage1(demo_root, tmp_path_factory) -> dict:
     cache = str(folder / "cache.zarr")
     precompute(PrecomputeConfig(cache=cache, data_root=str(demo_root), device="cpu", **PRECOMPUTE), progress=False)
     return {"root": str(demo_root), "cache": cache, "text": str(random_text(folder / "text.npy"))}
+
+
+@pytest.fixture(autouse=True)
+def _library_logging():
+    """Each test starts with logging as a library user has it: records propagate (pytest's caplog sees them);
+    a CLI test's `setup_logging` is undone afterwards."""
+    import logging
+
+    yield
+    for name in ("oczss", "py.warnings"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
+    logging.captureWarnings(False)

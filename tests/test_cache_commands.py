@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from oczss.cache.info import cluster_stats
+from oczss.cache.info import split_report
 from oczss.cache.schema import CacheParams
 from oczss.cache.store import DONE, MaskCache
 from oczss.cli import main
@@ -64,7 +64,10 @@ def test_cluster_stats_on_known_labels(tmp_path):
     cache = MaskCache.create_or_open(str(tmp_path / "c.zarr"), params, random_weights=True)
     sc = cache.require_split("demo", "val", ["a", "b", "c"], "/data")
     sc.write_shard(0, {3: np.array([[[0, 0], [1, 1]], [[0, 1], [2, 2]]], np.uint8)}, {})
-    stats = cluster_stats(sc, 3, sc.status() == DONE)  # shard 1 (image c) is not done: not counted
+    records = sc.records()
+    report = split_report(sc, records, sc.status(records))  # shard 1 (image c) is not done: not counted
+    assert report["damaged"] == []
+    stats = report["clusters"]["3"]
     assert stats["images"] == 2
     assert stats["empty_share"] == pytest.approx(1 / 6)
     assert stats["size_quantiles"]["p50"] == pytest.approx(0.5)

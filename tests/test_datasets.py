@@ -84,7 +84,7 @@ def test_missing_root_and_files_named(tmp_path):
     with pytest.raises(OCZSSError, match="trainaug.txt"):
         Dataset("voc", root).samples("train")
     with pytest.raises(OCZSSError, match="unknown dataset"):
-        Dataset("ade", root)
+        Dataset("nope", root)
 
 
 def test_rgb_label_refused(tmp_path):

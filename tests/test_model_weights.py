@@ -50,9 +50,9 @@ def test_bad_checkpoints_are_refused_clearly(tmp_path):
         load_tower("tiny", "pretrained", "visual")
 
 
-def test_random_weights_are_announced_and_recorded(capsys):
+def test_random_weights_are_announced_and_recorded(caplog):
     model = build_model(OCZSSConfig(backbone="tiny", weights="random"))
-    assert "RANDOM WEIGHTS" in capsys.readouterr().err
+    assert "RANDOM WEIGHTS" in caplog.text
     assert model.random_weights and len(model.weights_fingerprint) == 64
 
 

@@ -1,11 +1,46 @@
-"""The cache commands as a person runs them: `info` as text, `verify` and `export` with progress bars."""
+"""The cache commands as a person runs them: `info`, `verify` and `export` with progress bars, `info` as text."""
 
 from __future__ import annotations
 
+from oczss.cache.export import export_hdf5
+from oczss.cache.info import cache_info
+from oczss.cache.store import MaskCache
+from oczss.cache.verify import verify
 from oczss.model.weights import RANDOM_NOTE
+from oczss.pipeline.console import progress
+
+
+def _shards(url: str) -> int:
+    cache = MaskCache.open(url)
+    total = 0
+    for dataset, split in cache.splits():
+        try:
+            total += cache.split(dataset, split).num_shards
+        except Exception:  # noqa: BLE001 - a damaged split is reported by the command itself
+            pass
+    return total
+
+
+def info(url: str) -> dict:
+    """cache_info with a progress bar over the shards it reads."""
+    with progress(_shards(url), desc="cache info", unit="shard") as bar:
+        return cache_info(url, on_shard=lambda: bar.update(1))
+
+
+def check(url: str, partial: bool = False) -> list[str]:
+    """verify with a progress bar."""
+    with progress(_shards(url), desc="cache verify", unit="shard") as bar:
+        return verify(url, partial=partial, on_shard=lambda: bar.update(1))
+
+
+def export(url: str, out: str) -> str:
+    """export_hdf5 with a progress bar."""
+    with progress(_shards(url), desc="cache export", unit="shard") as bar:
+        return export_hdf5(url, out, on_shard=lambda: bar.update(1))
 
 
 def format_info(info: dict) -> str:
+    """The text of `oczss cache info`."""
     p = info["params"]
     lines = [f"cache {info['cache']}",
              f"  DINO {p['dino_model']} (weights {p['fingerprint'][:12]}…"
@@ -16,6 +51,9 @@ def format_info(info: dict) -> str:
     if not info["splits"]:
         lines.append("  (no datasets yet)")
     for s in info["splits"]:
+        if "error" in s:
+            lines.append(f"{s['dataset']}/{s['split']}: DAMAGED: {s['error']}")
+            continue
         lines.append(f"{s['dataset']}/{s['split']}: {s['images']} images: {s['done']} done, {s['missing']} missing, "
                      f"{s['failed']} failed; shards {s['shards_done']}/{s['shards']}; "
                      f"{_size(s['bytes'])} on disk ({_size(s['bytes_per_image'])}/image)  root {s['data_root']}")
@@ -25,6 +63,10 @@ def format_info(info: dict) -> str:
                 continue
             q = "  ".join(f"{name} {100 * v:.1f}%" for name, v in c["size_quantiles"].items())
             lines.append(f"  K={k}: empty clusters {100 * c['empty_share']:.1f}%; cluster size (share of grid) {q}")
+        if s["damaged"]:
+            lines.append(f"  DAMAGED: {len(s['damaged'])} problem(s), left out of the statistics; run "
+                         f"`oczss cache verify --cache {info['cache']}`")
+            lines += [f"    {p}" for p in s["damaged"][:10]]
         for image_id, why in list(s["failed_images"].items())[:20]:
             lines.append(f"  failed {image_id}: {why}")
         if len(s["failed_images"]) > 20:

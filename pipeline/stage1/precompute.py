@@ -1,36 +1,47 @@
-"""Stage 1: DINO features -> FPS-Voronoi cluster labels -> the sharded mask cache, resumable, on dask.
+"""Stage 1: DINO features -> FPS-Voronoi cluster maps -> the sharded mask cache, resumable, on dask.
 
 The unit of work is one shard (`run_shard`): decode its images on a thread pool, run DINO and the clustering
 batch by batch under a per-device lock, write the shard and then its completion record. Two shard tasks per
-device run at once, so one shard's images decode while the other's batches run through DINO. Locally the tasks run on dask's
-threaded scheduler; with `scheduler=ADDRESS` the same tasks go to a `dask.distributed` cluster (one worker per
-GPU, each loading its own DINO and checking its fingerprint against the cache's). Shards that already have a
-record are skipped, so an interrupted run continues where it stopped.
+device run at once, so one shard's images decode while the other's batches run through DINO. Locally the tasks
+run on dask's threaded scheduler; with `scheduler=ADDRESS` the same tasks go to a `dask.distributed` cluster (one
+worker per GPU, each loading its own DINO and checking its fingerprint against the cache's).
+
+The client does every check before any work: the dataset and every image file exist (a missing file is an error
+of the run, not a corrupt image), paths and the cache URL are made absolute (workers run in other folders), the
+device type is fixed for every worker (`auto` is resolved on the workers' own machines), and the cache's writer
+lease is taken (cache/lock.py), so a second run on the same cache is refused before it writes anything. Shards
+that have a record are skipped, so an interrupted run continues where it stopped; `retry_failed` recomputes the
+shards that recorded failed images.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
+from oczss.cache.location import resolve
+from oczss.cache.lock import WriterLock, check_holder
 from oczss.cache.schema import CacheParams
 from oczss.cache.store import MaskCache
 from oczss.errors import OCZSSError
 from oczss.model.clustering import cluster_maps
 from oczss.model.dino import DEFAULT_MODEL, DinoFeatures, load_dino
 from oczss.model.weights import fingerprint
+from oczss.pipeline import console
 from oczss.pipeline.data.datasets import Dataset
 from oczss.pipeline.data.images import ImageError, load_resized
-from oczss.pipeline.runtime import resolve_device
+from oczss.pipeline.runtime import device_type, resolve_device
 
+log = logging.getLogger(__name__)
 TASKS_PER_DEVICE = 2
 
 
@@ -53,6 +64,8 @@ class PrecomputeConfig:
     shard_size: int = 256
     decode_threads: int = min(16, os.cpu_count() or 1)
     scheduler: str | None = None
+    retry_failed: bool = False
+    force_unlock: bool = False
 
     def __post_init__(self):
         """Refuse bad flags before any work starts."""
@@ -72,7 +85,7 @@ class PrecomputeConfig:
 
 @dataclass(frozen=True)
 class ShardJob:
-    """Everything a worker needs to compute and write one shard."""
+    """Everything a worker needs to compute and write one shard; paths and the cache URL are absolute."""
 
     cache: str
     dataset: str
@@ -82,9 +95,10 @@ class ShardJob:
     paths: tuple[str, ...]
     params: CacheParams
     weights: str
-    device: str
+    device: str  # the --device flag: resolved on the worker, which must land on params.device
     batch_size: int
     decode_threads: int
+    lease: str  # the writer's lease token, checked before the shard's record is committed
 
 
 @dataclass
@@ -95,17 +109,27 @@ class ShardResult:
     failed: dict[str, str]
 
 
-# -- per-process resources (one DINO per device, one decode pool, one lock per device) ----------------------------
+# -- per-process resources (one DINO per device, one decode pool, one lock per device, open splits) ------------
 _lock = threading.Lock()
 _extractors: dict[tuple, DinoFeatures] = {}
 _device_locks: dict[str, threading.Lock] = {}
 _pools: dict[int, ThreadPoolExecutor] = {}
+_splits: dict[tuple, object] = {}
 
 
-def _extractor(job: ShardJob, model: torch.nn.Module | None = None) -> DinoFeatures:
+def _device(job: ShardJob) -> torch.device:
+    """The worker's own device for the job; it must be of the type the cache records."""
+    device = resolve_device(job.device)
+    if device.type != job.params.device:
+        raise OCZSSError(f"this worker computes on {device.type} but the cache's clusters are made on "
+                         f"{job.params.device}; give every worker the same kind of device")
+    return device
+
+
+def _extractor(job: ShardJob, device: torch.device, model: torch.nn.Module | None = None) -> DinoFeatures:
     """This process's DINO for the job; `model`: the one plan() loaded and fingerprinted, else loaded and checked."""
     p = job.params
-    key = (p.dino_model, job.weights, p.fingerprint, p.input_size, p.grid, job.device)
+    key = (p.dino_model, job.weights, p.fingerprint, p.input_size, p.grid, str(device))
     with _lock:
         if key not in _extractors:
             if model is None:
@@ -113,13 +137,13 @@ def _extractor(job: ShardJob, model: torch.nn.Module | None = None) -> DinoFeatu
                 if fingerprint(model) != p.fingerprint:
                     raise OCZSSError(f"DINO weights {job.weights!r} on this worker differ from the cache's "
                                      f"(fingerprint {p.fingerprint[:12]}…); give every worker the same checkpoint")
-            _extractors[key] = DinoFeatures(model, p.grid).to(job.device)
+            _extractors[key] = DinoFeatures(model, p.grid).to(device)
         return _extractors[key]
 
 
-def _device_lock(device: str) -> threading.Lock:
+def _device_lock(device: torch.device) -> threading.Lock:
     with _lock:
-        return _device_locks.setdefault(device, threading.Lock())
+        return _device_locks.setdefault(str(device), threading.Lock())
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
@@ -129,17 +153,37 @@ def _pool(threads: int) -> ThreadPoolExecutor:
         return _pools[threads]
 
 
+def _split(job: ShardJob):
+    """The job's split, opened once per process (its ids are read once, not per shard)."""
+    key = (job.cache, job.dataset, job.split)
+    with _lock:
+        if key not in _splits:
+            _splits[key] = MaskCache.open(job.cache, writable=True).split(job.dataset, job.split)
+        return _splits[key]
+
+
+def _decode(path: str, size: int) -> np.ndarray:
+    """uint8 [size, size, 3]; a file that vanished since the client checked is an error of the run."""
+    try:
+        return load_resized(path, size)
+    except ImageError as e:
+        if not os.path.exists(path):
+            raise OCZSSError(f"image {path} is missing (it existed when the run started); nothing of its shard "
+                             f"was written, run the command again once the file is back") from None
+        raise e
+
+
 def run_shard(job: ShardJob, on_images: Callable[[int], None] | None = None,
               on_failure: Callable[[str, str], None] | None = None) -> ShardResult:
-    """Compute one shard's labels for every K and write it; corrupt images are recorded, not fatal."""
+    """Compute one shard's cluster maps for every K and write it; corrupt images are recorded, not fatal."""
     p = job.params
-    extract = _extractor(job)
-    split_cache = MaskCache.open(job.cache, writable=True).split(job.dataset, job.split)
-    decoded = [_pool(job.decode_threads).submit(load_resized, path, p.input_size) for path in job.paths]
+    device = _device(job)
+    extract = _extractor(job, device)
+    split_cache = _split(job)
+    decoded = [_pool(job.decode_threads).submit(_decode, path, p.input_size) for path in job.paths]
     n, s = len(job.ids), p.grid
     labels = {k: np.zeros((n, s, s), np.uint8) for k in p.ks}
     failed: dict[str, str] = {}
-    device = torch.device(job.device)
     for start in range(0, n, job.batch_size):
         rows, images = [], []
         for i in range(start, min(start + job.batch_size, n)):
@@ -154,14 +198,14 @@ def run_shard(job: ShardJob, on_images: Callable[[int], None] | None = None,
             batch = torch.from_numpy(np.stack(images))
             if device.type == "cuda":
                 batch = batch.pin_memory()
-            with _device_lock(job.device):  # one batch at a time on the device; the other task decodes meanwhile
+            with _device_lock(device):  # one batch at a time on the device; the other task decodes meanwhile
                 feats = extract(batch.to(device, non_blocking=True))
                 maps = cluster_maps(feats, [job.ids[i] for i in rows], p.seed, list(p.ks))
                 for k, lab in maps.items():
                     labels[k][rows] = lab.cpu().numpy()
         if on_images:
             on_images(min(start + job.batch_size, n) - start)
-    split_cache.write_shard(job.shard, labels, failed)
+    split_cache.write_shard(job.shard, labels, failed, before_commit=lambda: check_holder(job.cache, job.lease))
     return ShardResult(job.shard, job.split, n, failed)
 
 
@@ -181,58 +225,81 @@ class PrecomputeSummary:
         return self.images / self.seconds if self.seconds > 0 else 0.0
 
 
-def plan(cfg: PrecomputeConfig) -> tuple[list[ShardJob], int, torch.nn.Module]:
-    """Check the dataset, load DINO, open or create the cache; return the pending shard jobs, the count of shards
-    already done, and the loaded DINO."""
-    dataset = Dataset(cfg.dataset, cfg.data_root)
+def _device_type(cfg: PrecomputeConfig) -> str:
+    """The device type every worker computes on: this machine's, or the dask workers' (which must agree)."""
+    if not cfg.scheduler:
+        return resolve_device(cfg.device).type
+    if cfg.device != "auto":
+        return device_type(cfg.device)  # the workers' machines decide availability
+    with _client(cfg.scheduler) as client:
+        found = set(client.run(lambda: "cuda" if torch.cuda.is_available() else "cpu").values())
+    if len(found) != 1:
+        raise OCZSSError(f"--scheduler {cfg.scheduler}: the workers have different devices ({', '.join(sorted(found))})"
+                         f"; clusters would differ between them. Pass --device cpu or --device cuda")
+    return found.pop()
+
+
+def _missing_images(dataset: Dataset, ids: dict[str, list[str]]) -> list[str]:
+    missing = [str(dataset.image_path(s, i)) for s, split_ids in ids.items() for i in split_ids
+               if not dataset.image_path(s, i).exists()]
+    return missing
+
+
+def plan(cfg: PrecomputeConfig, lease: str, model: torch.nn.Module, device_type: str) -> tuple[list[ShardJob], int]:
+    """Check the dataset, open or create the cache; return the pending shard jobs and the count of shards
+    already done."""
+    root = str(Path(cfg.data_root).resolve()) if cfg.data_root else None
+    dataset = Dataset(cfg.dataset, root)
     splits = ["train", "val"] if cfg.split == "all" else [cfg.split]
     ids = {s: dataset.image_ids(s) for s in splits}
-    device = resolve_device(cfg.device)
-    model = load_dino(cfg.dino_model, cfg.weights, cfg.input_size)
+    missing = _missing_images(dataset, ids)
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise OCZSSError(f"{len(missing)} image file(s) listed by the {cfg.dataset} splits do not exist: {shown}")
+    url = resolve(cfg.cache)
     params = CacheParams(dino_model=cfg.dino_model, fingerprint=fingerprint(model), input_size=cfg.input_size,
-                         grid=cfg.grid, ks=tuple(sorted(set(cfg.ks))), seed=cfg.seed, device=device.type,
-                         dtype="bfloat16" if device.type == "cuda" else "float32", shard_size=cfg.shard_size)
-    cache = MaskCache.create_or_open(cfg.cache, params, random_weights=cfg.weights == "random")
+                         grid=cfg.grid, ks=tuple(sorted(set(cfg.ks))), seed=cfg.seed, device=device_type,
+                         dtype="bfloat16" if device_type == "cuda" else "float32", shard_size=cfg.shard_size)
+    cache = MaskCache.create_or_open(url, params, random_weights=cfg.weights == "random")
     jobs, skipped = [], 0
     for split in splits:
-        sc = cache.require_split(cfg.dataset, split, ids[split], str(dataset.root))
+        sc = cache.require_split(cfg.dataset, split, ids[split], str(dataset.root.resolve()))
         for shard, record in enumerate(sc.records()):
-            if record is not None:
+            if record is not None and not (cfg.retry_failed and record["failed"]):
                 skipped += 1
                 continue
             a, b = sc.rows(shard)
             shard_ids = tuple(ids[split][a:b])
-            jobs.append(ShardJob(cfg.cache, cfg.dataset, split, shard, shard_ids,
-                                 tuple(str(dataset.image_path(split, i)) for i in shard_ids), params, cfg.weights,
-                                 str(device), cfg.batch_size, cfg.decode_threads))
-    return jobs, skipped, model
+            jobs.append(ShardJob(url, cfg.dataset, split, shard, shard_ids,
+                                 tuple(str(dataset.image_path(split, i).resolve()) for i in shard_ids), params,
+                                 cfg.weights if cfg.weights in ("pretrained", "random") else resolve(cfg.weights),
+                                 cfg.device, cfg.batch_size, cfg.decode_threads, lease))
+    return jobs, skipped
 
 
 def precompute(cfg: PrecomputeConfig, progress: bool = True) -> PrecomputeSummary:
     """Run Stage 1 for `cfg`; returns what was done. Safe to interrupt and run again."""
-    from tqdm import tqdm
-
-    jobs, skipped, model = plan(cfg)
-    total = sum(len(j.ids) for j in jobs)
-    if skipped:
-        print(f"resuming {cfg.cache}: {skipped} shard(s) already done, {len(jobs)} to go", file=sys.stderr)
-    bar = tqdm(total=total, unit="img", desc=f"precompute {cfg.dataset}", disable=not progress, file=sys.stderr,
-               dynamic_ncols=True, smoothing=0.1)
+    Dataset(cfg.dataset, cfg.data_root).check("train" if cfg.split == "all" else cfg.split, labels=False)
+    device_type = _device_type(cfg)
+    model = load_dino(cfg.dino_model, cfg.weights, cfg.input_size)
     failed: dict[str, dict[str, str]] = {}
+    with WriterLock(resolve(cfg.cache), force=cfg.force_unlock) as lease:
+        jobs, skipped = plan(cfg, lease.token, model, device_type)
+        total = sum(len(j.ids) for j in jobs)
+        if skipped:
+            log.info("resuming %s: %d shard(s) already done, %d to go", cfg.cache, skipped, len(jobs))
 
-    def report(image_id: str, message: str) -> None:
-        bar.write(f"skipped corrupt image {message}", file=sys.stderr)
+        def report(image_id: str, message: str) -> None:
+            log.warning("skipped corrupt image %s", message)
 
-    start = time.perf_counter()
-    try:
-        if cfg.scheduler:
-            results = _run_distributed(cfg.scheduler, jobs, bar, report)
-        else:
-            if jobs:
-                _extractor(jobs[0], model)  # reuse the DINO loaded by plan()
-            results = _run_local(jobs, bar, report)
-    finally:
-        bar.close()
+        start = time.perf_counter()
+        with console.progress(total, desc=f"precompute {cfg.dataset}", unit="img", enabled=progress) as bar:
+            if cfg.scheduler:
+                results = _run_distributed(cfg.scheduler, jobs, bar, report)
+            else:
+                if jobs:
+                    _extractor(jobs[0], _device(jobs[0]), model)  # reuse the DINO loaded above
+                results = _run_local(jobs, bar, report)
     for r in results:
         if r.failed:
             failed.setdefault(r.split, {}).update(r.failed)
@@ -254,15 +321,20 @@ def _run_local(jobs: list[ShardJob], bar, report) -> list[ShardResult]:
     return list(dask.compute(*tasks, scheduler="threads", num_workers=TASKS_PER_DEVICE))
 
 
-def _run_distributed(address: str, jobs: list[ShardJob], bar, report) -> list[ShardResult]:
-    from distributed import Client, as_completed
+def _client(address: str):
+    from distributed import Client
 
     try:
-        client = Client(address, timeout="20s")
+        return Client(address, timeout="20s")
     except (OSError, TimeoutError) as e:
         raise OCZSSError(f"--scheduler {address}: cannot reach a dask scheduler there ({e})") from e
+
+
+def _run_distributed(address: str, jobs: list[ShardJob], bar, report) -> list[ShardResult]:
+    from distributed import as_completed
+
     results = []
-    with client:
+    with _client(address) as client:
         futures = client.map(run_shard, jobs, pure=False)
         for future in as_completed(futures):
             r = future.result()
@@ -271,4 +343,3 @@ def _run_distributed(address: str, jobs: list[ShardJob], bar, report) -> list[Sh
             bar.update(r.images)
             results.append(r)
     return results
-

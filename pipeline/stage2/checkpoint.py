@@ -2,11 +2,14 @@
 
 A checkpoint holds the trainable weights (the frozen CLIP is reloaded from `model_config["weights"]` and checked
 against `weights_fingerprint`), optimizer, scheduler, step, torch RNG states, the full training and model
-configs, the class names and unseen classes it was trained with, and whether its CLIP weights were random.
+configs, the class names and unseen classes it was trained with, the class text embeddings it was trained with
+(`text`, so it evaluates the same from any folder), where its clusters came from, and whether its CLIP weights
+were random.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -16,16 +19,22 @@ from oczss.errors import OCZSSError
 from oczss.model import OCZSSConfig, build_model
 from oczss.pipeline.configs import from_dict
 
-FORMAT = 1
+FORMAT = 2
+NOT_WEIGHTS = ("weights", "seed")  # model-config fields that do not change the trainable weights' layout
 
 
 def save(path: str | Path, payload: dict) -> Path:
-    """torch.save to a temporary file beside `path`, then rename: a crash never leaves half a checkpoint."""
+    """torch.save to a temporary file beside `path`, then rename: a crash never leaves half a checkpoint, and a
+    failed save (a full disk) leaves no temporary file behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    torch.save({"format": FORMAT, **payload}, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save({"format": FORMAT, **payload}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -39,7 +48,9 @@ def load(path: str | Path) -> dict:
     except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file for the user
         raise OCZSSError(f"checkpoint {path} cannot be read ({type(e).__name__}: {str(e)[:200]})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise OCZSSError(f"{path} is not an oczss checkpoint (format {FORMAT})")
+        found = ckpt.get("format") if isinstance(ckpt, dict) else None
+        raise OCZSSError(f"{path} is not an oczss checkpoint of format {FORMAT}"
+                         + (f" (it is format {found}, from another oczss version)" if found else ""))
     return ckpt
 
 
@@ -56,13 +67,36 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def load_trainable(model: torch.nn.Module, state: dict, source: str) -> None:
-    """Load trainable weights; every key must fit and only the frozen CLIP may be absent."""
-    result = model.load_state_dict(state, strict=False)
+def config_differences(saved: dict, config: OCZSSConfig) -> list[str]:
+    """'field: checkpoint X, this model Y' for every model-config field that changes the weights' layout."""
+    now = dataclasses.asdict(config)
+    return [f"{k}: checkpoint {saved.get(k)!r}, this model {now[k]!r}" for k in now
+            if k not in NOT_WEIGHTS and k in saved and _plain(saved[k]) != _plain(now[k])]
+
+
+def _plain(v):
+    return list(v) if isinstance(v, (list, tuple)) else v
+
+
+def load_trainable(model: torch.nn.Module, ckpt: dict, source: str) -> None:
+    """Load a checkpoint's trainable weights into `model`; every key must fit and only the frozen CLIP may be
+    absent. A checkpoint of another model config is refused naming the fields that differ."""
+    diff = config_differences(ckpt.get("model_config", {}), model.config)
+    try:
+        result = model.load_state_dict(ckpt["model"], strict=False)
+    except RuntimeError as e:
+        raise OCZSSError(f"{source} does not fit this model ({_first_line(e)}); its model config differs in: "
+                         + ("; ".join(diff) if diff else "nothing recorded")) from None
     missing = [k for k in result.missing_keys if not k.startswith("encoder.clip.")]
     if missing or result.unexpected_keys:
         raise OCZSSError(f"{source} does not fit this model: missing {missing[:5]}, unexpected "
-                         f"{result.unexpected_keys[:5]} (was it trained with another model config?)")
+                         f"{result.unexpected_keys[:5]}; its model config differs in: "
+                         + ("; ".join(diff) if diff else "nothing recorded"))
+
+
+def _first_line(e: Exception) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if "size mismatch" in line]
+    return lines[0] if lines else str(e).splitlines()[0][:200]
 
 
 def restore_model(path: str | Path, device: torch.device, weights: str | None = None):
@@ -75,5 +109,5 @@ def restore_model(path: str | Path, device: torch.device, weights: str | None = 
     if model.weights_fingerprint != ckpt["weights_fingerprint"]:
         raise OCZSSError(f"checkpoint {path} was trained on CLIP weights {ckpt['weights_fingerprint'][:12]}…, but "
                          f"{config.weights!r} gives {model.weights_fingerprint[:12]}…; pass the same weights")
-    load_trainable(model, ckpt["model"], f"checkpoint {path}")
+    load_trainable(model, ckpt, f"checkpoint {path}")
     return model.to(device).eval(), ckpt

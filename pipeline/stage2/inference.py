@@ -1,10 +1,10 @@
-"""Test-time segmentation of one image (protocol §2 "Test", §5 "Inference"), shared by eval and predict.
+"""Test-time segmentation of one image (docs/protocol.md §2 and §5), shared by eval and predict.
 
 The image's short side is resized to the dataset's test size; `slide` runs the model on crop x crop windows
 (stride as in the reference, all windows in one batch), `whole` on the whole resized image padded to a multiple
 of 16. Per window: probabilities sigmoid(0.5 decoder + 0.5 mps) minus the seen-class calibration; overlapping
 windows are averaged, the map is resized bilinearly to the original size. Each window takes its per-patch
-cluster labels from the image's S x S grid at its own patch centres.
+cluster labels from the image's S x S cluster map at its own patch centres.
 """
 
 from __future__ import annotations
@@ -13,20 +13,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from oczss.model import probabilities
 from oczss.pipeline.runtime import autocast
 from oczss.pipeline.data.transforms import MEAN, STD, View, eval_size, resize, windows
 
 
+INDUCTIVE_CALIBRATION = 0.1  # subtracted from seen-class probabilities of an inductive model (docs/protocol.md §5)
+
+
 @torch.no_grad()
-def segment(model, image: np.ndarray, grid: np.ndarray | None, text: torch.Tensor, seen: list[int],
+def segment(model, image: np.ndarray, cluster_map: np.ndarray | None, text: torch.Tensor, seen: list[int],
             calibration: float, *, short: int, crop: int, stride: int, mode: str = "slide") -> torch.Tensor:
     """Class probabilities fp32 [K, H, W] at the original resolution of `image` (uint8 [H, W, 3]).
 
-    grid: uint8 [S, S] cluster labels of the whole image (None for mask sources that need none).
+    cluster_map: uint8 [S, S] cluster labels of the whole image (None for mask sources that need none).
     seen, calibration: subtracted from the probability of each seen class (0.1 for an inductive model, else 0).
     """
-    from oczss.model import probabilities
-
     device = text.device
     h0, w0 = image.shape[:2]
     sw, sh = eval_size(w0, h0, short)
@@ -41,8 +43,8 @@ def segment(model, image: np.ndarray, grid: np.ndarray | None, text: torch.Tenso
     clusters = []
     for i, (left, top, w, h) in enumerate(boxes):
         batch[i, :, :h, :w] = x[:, top:top + h, left:left + w]
-        if grid is not None:
-            clusters.append(View(w, h, left, top, sw, sh).patch_clusters(grid, ph // patch, pw // patch, patch))
+        if cluster_map is not None:
+            clusters.append(View(w, h, left, top, sw, sh).patch_clusters(cluster_map, ph // patch, pw // patch, patch))
     labels = torch.from_numpy(np.stack(clusters)).to(device) if clusters else None
     probs = torch.zeros(text.shape[0], sh, sw, device=device)
     count = torch.zeros(1, sh, sw, device=device)
