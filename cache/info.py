@@ -76,7 +76,12 @@ def cache_info(url: str, on_shard=None) -> dict:
             out["splits"].append({"dataset": dataset, "split": split, "error": str(e)})
             continue
         status = sc.status(records)
-        nbytes = sum(a.nbytes_stored() for _, a in sc.group.arrays())
+        try:
+            nbytes = sum(a.nbytes_stored() for _, a in sc.group.arrays())
+        except (ValueError, KeyError, TypeError) as e:  # a garbled array zarr.json
+            out["splits"].append({"dataset": dataset, "split": split,
+                                  "error": f"an array's zarr.json is damaged ({type(e).__name__}: {e})"})
+            continue
         entry = {"dataset": dataset, "split": split, "data_root": sc.meta.get("data_root"), "images": sc.n,
                  "done": int((status == DONE).sum()), "missing": int((status == MISSING).sum()),
                  "failed": int((status == FAILED).sum()),

@@ -192,7 +192,7 @@ class SplitCache:
                              f"into a new cache")
         try:
             return self.group[f"labels_k{k}"]
-        except (KeyError, ValueError, TypeError) as e:
+        except (KeyError, ValueError, TypeError) as e:  # JSONDecodeError is a ValueError
             raise _damaged(self.cache.url, f"{self.group.path}/labels_k{k}/zarr.json", e) from None
 
     def records(self) -> list[dict | None]:
@@ -245,8 +245,6 @@ class SplitCache:
         for k in ks:
             try:
                 data[k] = np.asarray(self.labels(k)[a:b])
-            except OCZSSError:
-                raise
             except Exception as e:  # noqa: BLE001 - a truncated or garbled shard object fails to decode
                 errors[k] = e
         problems = shard_problems(self.cache.params.grid, self.ids[a:b], (a, b), shard, record, data, errors)

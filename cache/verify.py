@@ -29,11 +29,14 @@ def verify(url: str, partial: bool = False, on_shard=None) -> list[str]:
         except OCZSSError as e:
             problems.append(f"{where}: {e}")
             continue
-        arrays = dict(sc.group.arrays())
         for k in p.ks:
-            a = arrays.get(f"labels_k{k}")
-            if a is None:
+            try:
+                a = sc.group[f"labels_k{k}"]
+            except KeyError:
                 problems.append(f"{where}: labels_k{k} is missing")
+                continue
+            except (ValueError, TypeError) as e:  # a garbled zarr.json (JSONDecodeError is a ValueError)
+                problems.append(f"{where}/labels_k{k}/zarr.json is damaged ({type(e).__name__}: {str(e)[:120]})")
                 continue
             if a.shape != (sc.n, p.grid, p.grid) or a.dtype != np.uint8:
                 problems.append(f"{where}/labels_k{k}: shape {a.shape} dtype {a.dtype}, expected "

@@ -3,7 +3,7 @@
 Default model: timm `vit_base_patch16_224.dino` (DINO ViT-B/16), position embeddings resized to the R/16 grid
 by timm when the weights load. `pretrained` asks timm's hub cache; a path loads a local checkpoint (timm or
 original DINO key names); `random` builds seeded random weights for tests and the demo and announces them.
-`tiny` is a 2-layer, 48-wide ViT/16 for fast tests.
+`tiny` and `tiny-p8` are 2-layer, 48-wide ViTs for fast tests (TINY_SHAPES).
 """
 
 from __future__ import annotations
@@ -17,6 +17,10 @@ from oczss.errors import OCZSSError
 from oczss.model.weights import TINY, announce_random
 
 DEFAULT_MODEL = "vit_base_patch16_224.dino"
+TINY_P8 = "tiny-p8"
+# 2-layer, 48-wide test ViTs: `tiny` (patch 16, 3 heads) for Stage 1; `tiny-p8` (patch 8, 2 heads: the tiny
+# CLIP's head count, as CASS pairs heads one to one) for CASS
+TINY_SHAPES = {TINY: dict(patch_size=16, num_heads=3), TINY_P8: dict(patch_size=8, num_heads=2)}
 
 
 def load_dino(name: str, weights: str, input_size: int) -> torch.nn.Module:
@@ -29,10 +33,12 @@ def load_dino(name: str, weights: str, input_size: int) -> torch.nn.Module:
         announce_random(f"DINO ({name})")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            model = (VisionTransformer(patch_size=16, embed_dim=48, depth=2, num_heads=3, **kwargs) if name == TINY
-                     else timm.create_model(name, pretrained=False, **kwargs))
-    elif name == TINY:
-        raise OCZSSError(f"--dino-model {TINY} exists for tests with --weights random only")
+            if name in TINY_SHAPES:
+                model = VisionTransformer(**TINY_SHAPES[name], depth=2, embed_dim=48, **kwargs)
+            else:
+                model = timm.create_model(name, pretrained=False, **kwargs)
+    elif name in TINY_SHAPES:
+        raise OCZSSError(f"--dino-model {name} exists for tests with --weights random only")
     elif weights == "pretrained":
         try:
             model = timm.create_model(name, pretrained=True, **kwargs)
