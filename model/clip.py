@@ -7,8 +7,6 @@ dicts (.pt, .bin, .safetensors, TorchScript archives) with `visual.`-prefixed ke
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import torch
 from open_clip.factory import load_state_dict
 
 from oczss.errors import OCZSSError
-from oczss.model.weights import TINY, announce_random, fingerprint
+from oczss.model.weights import TINY, announce_random, check_hub, fingerprint
 
 TINY_CONFIG = {
     "embed_dim": 32,
@@ -25,6 +23,7 @@ TINY_CONFIG = {
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
 }
 PRETRAINED_TAG = "openai"
+HUB_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # what open_clip asks the hub for
 
 
 @dataclass
@@ -81,11 +80,9 @@ def _checkpoint_path(backbone: str, weights: str) -> str:
             "(e.g. OpenAI's ViT-B-16.pt or open_clip's open_clip_pytorch_model.bin)")
     if not cfg:
         raise OCZSSError(f"open_clip has no '{PRETRAINED_TAG}' weights for {backbone}. {hint}")
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    if offline and importlib.util.find_spec("huggingface_hub") is None:
-        # Without the hub client open_clip would fall back to a plain URL download, ignoring the offline request.
-        raise OCZSSError(f"HF_HUB_OFFLINE is set and huggingface_hub is not installed, so the '{PRETRAINED_TAG}' "
-                         f"weights of {backbone} cannot be fetched. {hint}")
+    if cfg.get("hf_hub"):  # fail at once, not after a minute of retries, when neither cache nor hub can serve it
+        check_hub(cfg["hf_hub"].rstrip("/"), HUB_FILES, f"CLIP {backbone} ({PRETRAINED_TAG})",
+                  "pass a local checkpoint path as the CLIP weights (e.g. OpenAI's ViT-B-16.pt)")
     try:
         return open_clip.download_pretrained(cfg)
     except Exception as e:  # any hub / network / cache failure becomes one actionable message

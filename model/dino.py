@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from oczss.errors import OCZSSError
-from oczss.model.weights import TINY, announce_random
+from oczss.model.weights import TINY, announce_random, check_hub
 
 DEFAULT_MODEL = "vit_base_patch16_224.dino"
+HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm asks the hub for
 TINY_P8 = "tiny-p8"
 # 2-layer, 48-wide test ViTs: `tiny` (patch 16, 3 heads) for Stage 1; `tiny-p8` (patch 8, 2 heads: the tiny
 # CLIP's head count, as CASS pairs heads one to one) for CASS
@@ -40,6 +41,10 @@ def load_dino(name: str, weights: str, input_size: int) -> torch.nn.Module:
     elif name in TINY_SHAPES:
         raise OCZSSError(f"--dino-model {name} exists for tests with --weights random only")
     elif weights == "pretrained":
+        hub = getattr(timm.models.get_pretrained_cfg(name), "hf_hub_id", None)
+        if hub:  # fail at once, not after a minute of retries, when neither cache nor hub can serve it
+            check_hub(hub, HUB_FILES, f"DINO {name}", "pass --weights PATH to a local checkpoint (e.g. "
+                      "dino_vitbase16_pretrain.pth)")
         try:
             model = timm.create_model(name, pretrained=True, **kwargs)
         except (OSError, RuntimeError) as e:

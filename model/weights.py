@@ -1,4 +1,5 @@
-"""What every frozen backbone shares: the fingerprint of its weights and the announcement of random weights.
+"""What every frozen backbone shares: the fingerprint of its weights, the announcement of random weights, and the
+fast check of the Hugging Face hub cache before a `pretrained` load.
 
 Random weights exist for tests and the demo only. `announce_random` is the one place that says so when they
 are loaded, and `RANDOM_NOTE` the one wording every output made with them carries.
@@ -8,8 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import socket
+import urllib.parse
 
 import torch
+
+from oczss.errors import OCZSSError
 
 log = logging.getLogger(__name__)
 
@@ -30,3 +36,31 @@ def fingerprint(model: torch.nn.Module) -> str:
         h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+def check_hub(repo: str, files: tuple[str, ...], what: str, instead: str) -> None:
+    """Fail at once, naming where it looked, when none of `files` of the Hugging Face repo `repo` is in the local
+    hub cache and the hub cannot be asked (HF_HUB_OFFLINE set, or its endpoint unreachable within 3 s): the
+    libraries would otherwise spend about a minute in retries before a cut-off error. `instead` says what to pass
+    instead (a local path)."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if any(isinstance(try_to_load_from_cache(repo, f), str) for f in files):
+        return
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if not offline and _reachable(constants.ENDPOINT):
+        return
+    why = "HF_HUB_OFFLINE is set" if offline else f"{constants.ENDPOINT} cannot be reached"
+    raise OCZSSError(f"{what}: the pretrained weights are not in the local Hugging Face hub cache "
+                     f"({constants.HF_HUB_CACHE}: looked for {repo} / {' or '.join(files)}) and {why}. Fetch them "
+                     f"where there is internet (they land in that cache, which HF_HUB_CACHE can point to), or "
+                     f"{instead}. HF_HUB_OFFLINE=1 makes every hub lookup fail at once instead of retrying.")
+
+
+def _reachable(endpoint: str, timeout: float = 3.0) -> bool:
+    parsed = urllib.parse.urlparse(endpoint)
+    try:
+        socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False

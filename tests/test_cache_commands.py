@@ -101,9 +101,12 @@ def test_show_writes_picture(built, demo_root, tmp_path):
     assert result.exit_code == 0, result.output
     im = np.asarray(Image.open(out).convert("RGB"))
     src = Image.open(demo_root / "val2017" / "val_0003.jpg")
-    scale = 480 / max(src.size)
-    assert im.shape[1] == 2 * round(src.width * scale) + 12
-    left, right = im[36:36 + 100, :100], im[36:36 + 100, im.shape[1] // 2 + 6:im.shape[1] // 2 + 106]
+    w = round(src.width * 480 / max(src.size))
+    assert im.shape[1] == max(2 * w + 12, 480)
+    head = im[:48]
+    assert ((head[..., 0] > 150) & (head[..., 1] < 60) & (head[..., 2] < 60)).any()  # the red random-weights notice
+    rows = im[60:60 + 100]
+    left, right = rows[:, (im.shape[1] - 2 * w - 12) // 2:][:, :w], rows[:, (im.shape[1] - 2 * w - 12) // 2 + w + 12:][:, :w]
     assert not np.array_equal(left, right)  # the overlay changes the picture
     result = run("cache", "show", "nope", "--dataset", "demo", "--k", "3", "--out", str(out), "--cache", built)
     assert result.exit_code == 2 and "none of the cached demo splits" in result.output

@@ -40,3 +40,38 @@ def test_truncated_garbage_and_missing(tmp_path):
             load_rgb(path)
         assert str(path) in str(e.value)
     assert load_rgb(good).size == (64, 64)
+
+
+def test_exif_orientation_is_applied_and_transparency_becomes_the_mean_colour(tmp_path):
+    from oczss.pipeline.data.images import TRANSPARENT_FILL
+
+    raw = np.zeros((20, 40, 3), np.uint8)
+    raw[:, :20] = 255  # left half white in the stored pixels
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    Image.fromarray(raw).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    upright = np.asarray(load_rgb(tmp_path / "phone.jpg"))
+    assert upright.shape == (40, 20, 3)  # displayed portrait
+    assert upright[:18].mean() > 200 and upright[22:].mean() < 50  # the white half is now on top
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "clear.png")
+    assert tuple(np.asarray(load_rgb(tmp_path / "clear.png"))[0, 0]) == TRANSPARENT_FILL
+
+
+def test_pair_check_names_every_bad_pair_and_sees_exif_rotation(tmp_path):
+    from oczss.errors import OCZSSError
+    from oczss.pipeline.data.datasets import Sample
+    from oczss.pipeline.data.pairs import check_pairs
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (40, 20)).save(tmp_path / "a.jpg", exif=exif)
+    Image.new("L", (40, 20)).save(tmp_path / "a.png")  # label drawn on the stored, unrotated pixels
+    Image.new("RGB", (8, 8)).save(tmp_path / "b.jpg")
+    Image.new("L", (8, 8)).save(tmp_path / "b.png")
+    samples = [Sample("a", tmp_path / "a.jpg", tmp_path / "a.png"), Sample("b", tmp_path / "b.jpg", tmp_path / "b.png"),
+               Sample("c", tmp_path / "b.jpg", tmp_path / "missing.png")]
+    with pytest.raises(OCZSSError, match=r"(?s)2 of 3 .*a.jpg is 20x40 but its label .*a.png is 40x20.*missing.png: label missing"
+                       ) as e:
+        check_pairs(samples, "fixture", show_progress=False)
+    assert "b.png" not in str(e.value).replace("missing.png", "")

@@ -70,3 +70,19 @@ def test_config_round_trips_through_json_and_validates():
         OCZSSConfig(refiner="cross_attention")
     with pytest.raises(OCZSSError, match="ora_iterations"):
         OCZSSConfig(ora_iterations=0)
+
+
+def test_offline_pretrained_loads_fail_at_once_naming_the_cache(monkeypatch, tmp_path):
+    import time
+
+    from oczss.model.dino import load_dino
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    for load, name in ((lambda: load_tower("ViT-B-16", "pretrained", "visual"), "vit_base_patch16_clip_224.openai"),
+                       (lambda: load_dino("vit_base_patch16_224.dino", "pretrained", 224), "vit_base_patch16_224.dino")):
+        start = time.perf_counter()
+        with pytest.raises(OCZSSError, match=rf"(?s)not in the local Hugging Face hub cache \({tmp_path}/hub.*{name}.*"
+                                             r"HF_HUB_OFFLINE is set.*local"):
+            load()
+        assert time.perf_counter() - start < 5

@@ -2,7 +2,8 @@
 
 Only file headers are read (PIL opens lazily), on a thread pool with a progress bar, so a whole COCO train list
 takes seconds; a run then never fails mid-way, or evaluates wrongly, on a pair that could have been caught at
-the start. All bad pairs are named in one error.
+the start. All bad pairs are named in one error. Sizes are compared as oczss loads the files, EXIF orientation
+applied (pipeline/data/images.py), so an image whose EXIF rotation disagrees with its label is caught here.
 """
 
 from __future__ import annotations
@@ -18,10 +19,15 @@ from oczss.pipeline.data.datasets import Sample
 SHOWN = 20
 
 
+ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
 def _size(path) -> tuple[int, int] | str:
+    """(width, height) as oczss loads the file (EXIF orientation applied), or what is wrong with it."""
     try:
         with Image.open(path) as im:
-            return im.size
+            w, h = im.size
+            return (h, w) if im.getexif().get(0x0112) in ROTATED else (w, h)
     except FileNotFoundError:
         return "missing"
     except (OSError, SyntaxError, ValueError) as e:

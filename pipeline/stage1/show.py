@@ -47,9 +47,9 @@ def show(url: str, image_id: str, dataset: str, k: int, out: str | Path, split: 
     except ImageError as e:
         raise OCZSSError(f"cannot show {image_id!r}: {e} (pass --data-root if the dataset moved)") from e
     p = cache.params
-    title = (f"{dataset}/{s} {image_id}   K={k}  S={p.grid}  DINO {p.dino_model} @ {p.input_size}"
-             + ("   RANDOM WEIGHTS (tests/demo only)" if cache.random_weights else ""))
+    title = f"{dataset}/{s} {image_id}   K={k}  S={p.grid}  DINO {p.dino_model} @ {p.input_size}"
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    render(image, labels, [f"cluster {j}" for j in range(k)], title).save(out)
+    render(image, labels, [f"cluster {j}" for j in range(k)], title,
+           notice=RANDOM_NOTE if cache.random_weights else "").save(out)
     return out

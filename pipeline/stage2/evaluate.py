@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from oczss.cache.store import default_cache_url
 from oczss.errors import OCZSSError
 from oczss.model.weights import RANDOM_NOTE
 from oczss.pipeline.console import progress as progress_bar
@@ -87,8 +88,7 @@ def evaluate(checkpoint: str, dataset_name: str, *, split: str = "val", mode: st
         emb = class_text(list(spec.classes), templates, model.config, text, dev)
     maps, without_clusters = None, 0
     if model.config.mask_source == "dino":
-        if cache is None:
-            raise OCZSSError("the model's object prompts need DINO clusters of the eval images: pass --cache")
+        cache = cache or ckpt.get("cache") or default_cache_url()  # by default the cache it was trained with
         kept, maps, without_clusters = with_clusters(samples, cache, dataset_name, split, model.config.num_objects)
         if without_clusters and not allow_subset:
             raise OCZSSError(f"{without_clusters} of {len(samples)} {dataset_name}/{split} images have no cluster "
@@ -114,7 +114,7 @@ def evaluate(checkpoint: str, dataset_name: str, *, split: str = "val", mode: st
     seconds = time.perf_counter() - start
     evaluated = len(samples) - len(failed)
     return {"checkpoint": str(checkpoint), "dataset": dataset_name, "split": split, "mode": mode,
-            "images": evaluated, "images_in_split": len(in_split), "limit": limit,
+            "images": evaluated, "images_in_split": len(in_split), "limit": limit, "cache": cache,
             "without_clusters": without_clusters, "failed": failed, "seconds": seconds,
             "images_per_second": evaluated / seconds if seconds else 0.0,
             "classes": list(spec.classes), "seen": seen, "unseen": unseen, "calibration": calibration,

@@ -86,12 +86,13 @@ def plan_outputs(images: list[str], out_dir: Path, overwrite: bool) -> list[tupl
 
 
 def write_outputs(image: np.ndarray, labels: np.ndarray, classes: list[str], out_dir: Path, name: str,
-                  title: str) -> list[Path]:
+                  title: str, notice: str) -> list[Path]:
     """The overlay picture and the palette label PNG of one image."""
+    palette = colours(len(classes))
     raw = Image.fromarray(labels, mode="P")
-    raw.putpalette(colours(len(classes)).reshape(-1).tolist())
+    raw.putpalette(palette.reshape(-1).tolist())
     written = [out_dir / f"{name}{s}" for s in SUFFIXES]
-    render(Image.fromarray(image), labels, classes, title).save(written[0])
+    render(Image.fromarray(image), labels, classes, title, notice, palette).save(written[0])
     raw.save(written[1])
     return written
 
@@ -117,7 +118,7 @@ def predict(images: list[str], checkpoint: str, classes: list[str], out_dir: str
         clusters = OnTheFlyClusters(ckpt["cluster_source"], model.config.num_objects, dino_weights, dev)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    note = f"  {RANDOM_NOTE}" if ckpt["random_weights"] else ""
+    notice = RANDOM_NOTE if ckpt["random_weights"] else ""
     with progress(len(jobs), desc="predict", unit="img", enabled=progress_bar) as bar:
         for path, name in jobs:
             bar.update(1)
@@ -130,7 +131,7 @@ def predict(images: list[str], checkpoint: str, classes: list[str], out_dir: str
             probs = segment(model, image, cluster_map, emb, seen, calibration, short=spec.test_short,
                             crop=spec.crop, stride=spec.slide_stride, mode=mode)
             labels = probs.argmax(0).to(torch.uint8).cpu().numpy()
-            written += write_outputs(image, labels, classes, out_dir, name, f"{path.name}{note}")
+            written += write_outputs(image, labels, classes, out_dir, name, f"{path}  ({len(classes)} classes)", notice)
     if not written:
         raise OCZSSError(f"none of the {len(jobs)} image(s) could be read (see the warnings above); nothing written")
     return written

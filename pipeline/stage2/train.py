@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from oczss import __version__
+from oczss.cache.location import resolve
 from oczss.errors import OCZSSError
 from oczss.model import OCZSS, OCZSSConfig, build_model
 from oczss.pipeline.configs import from_dict
@@ -93,7 +94,8 @@ def train(cfg: TrainConfig, *, out: str | Path, data_root: str | None, cache: st
         _loop(run, writer, state, progress)
     finally:
         writer.close()
-    return {"step": run.step, "out": str(out), "last": writer.last, "random_weights": run.model.random_weights}
+    return {"step": run.step, "out": str(out), "last": writer.last, "random_weights": run.model.random_weights,
+            "rank": run.rank}
 
 
 def _check_start(cfg: TrainConfig, out: Path, resume: bool) -> None:
@@ -161,7 +163,8 @@ def _setup(cfg: TrainConfig, out: Path, data_root, cache, device: str, resume: b
     meta = {"train_config": dataclasses.asdict(cfg), "model_config": dataclasses.asdict(model_cfg),
             "dataset": cfg.dataset, "setting": cfg.setting, "classes": list(spec.classes), "unseen": list(spec.unseen),
             "random_weights": model.random_weights, "weights_fingerprint": model.weights_fingerprint,
-            "cluster_source": source, "text": text.cpu(), "oczss_version": __version__}
+            "cluster_source": source, "cache": resolve(cache) if cache else None, "text": text.cpu(),
+            "oczss_version": __version__}
     log_config = {"train": meta["train_config"], "model": meta["model_config"], "random_weights": model.random_weights,
                   "weights_fingerprint": model.weights_fingerprint, "oczss_version": __version__,
                   "runtime": {"data_root": str(dataset.root), "cache": cache, "world_size": world, "device": str(dev),
