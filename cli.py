@@ -57,6 +57,11 @@ def _cache_option(f):
                         help="Cache location: a local path or any fsspec URL (s3://, gs://, memory://).")(f)
 
 
+def _eval_cache_option(f):
+    return click.option("--cache", "cache_url", default=None, show_default="the cache the checkpoint was trained with",
+                        help="Cache with the eval images' clusters: a local path or any fsspec URL.")(f)
+
+
 def _precompute_defaults() -> dict:
     from oczss.pipeline.stage1.precompute import PrecomputeConfig
 
@@ -215,6 +220,8 @@ def train(dataset, setting, data_root, cache_url, out, config, iters, batch_size
     out = out or f"runs/{cfg.dataset}-{cfg.setting}"
     summary = run(cfg, out=out, data_root=data_root, cache=cache_url, device=device, resume=resume,
                   skip_damaged=skip_damaged)
+    if summary["rank"]:
+        return  # under torchrun, rank 0 alone reports
     last = summary["last"]
     click.echo(f"{out}: trained to iteration {summary['step']}, loss {last.get('loss', float('nan')):.4f}; "
                f"checkpoints in {out}/checkpoints, metrics in {out}/metrics.jsonl"
@@ -228,7 +235,7 @@ def train(dataset, setting, data_root, cache_url, out, config, iters, batch_size
 @click.option("--mode", default="slide", show_default=True, type=click.Choice(["slide", "whole"]))
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the report as JSON here.")
 @click.option("--data-root", type=click.Path(file_okay=False))
-@_cache_option
+@_eval_cache_option
 @click.option("--device", default="auto", show_default=True)
 @click.option("--weights", help="Where the frozen CLIP comes from, if not where training found it.")
 @click.option("--text", type=click.Path(dir_okay=False), help="Class x template text embeddings (.npy).")
@@ -285,3 +292,56 @@ def demo(out, iters, device):
                f"  eval report  {r['eval']}: mIoU(S) {rep['mIoU_seen']:.1f}, mIoU(U) {rep['mIoU_unseen']:.1f}, "
                f"hIoU {rep['hIoU']:.1f}\n  predictions  {out}/predictions ({len(r['predictions'])} files)")
 
+
+def _data_names() -> tuple[list[str], list[str]]:
+    """(names `data prepare` takes, `--dataset` names `data check` takes)."""
+    from oczss.pipeline.data.datasets import SPECS
+    from oczss.pipeline.data.prepare import ALIASES, NAMES
+
+    return list(NAMES) + list(ALIASES), list(SPECS)
+
+
+_PREPARE_NAMES, _CHECK_NAMES = _data_names()
+
+
+@main.group()
+def data():
+    """Make the benchmark datasets from the official downloads, and check them."""
+
+
+@data.command("prepare")
+@click.argument("name", type=click.Choice(_PREPARE_NAMES))
+@click.option("--raw", type=click.Path(file_okay=False),
+              help="Folder holding the downloads, extracted or as the original archives (not needed for demo).")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Dataset root to write: what --data-root points at afterwards.")
+@click.option("--workers", type=COUNT, help="Processes [default: the CPU cores].")
+def data_prepare(name, raw, out, workers):
+    """Make a dataset root from the official downloads.
+
+    Writes the layout that --data-root expects, in parallel; resumable: finished files are kept, and every file is
+    written atomically."""
+    from oczss.pipeline.data.prepare import prepare
+
+    s = prepare(name, raw, out, workers=workers)
+    click.echo(f"{out}: {name} ready, {s.written} files written and {s.skipped} kept from an earlier run in "
+               f"{s.seconds:.1f} s; `oczss data check --dataset {name} --data-root {out}` checks it")
+
+
+@data.command("check")
+@click.option("--dataset", required=True, type=click.Choice(_CHECK_NAMES))
+@click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder [default: data/<folder>].")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of text.")
+@click.option("--workers", type=COUNT, help="Reading processes [default: the CPU cores].")
+def data_check(dataset, data_root, as_json, workers):
+    """Check a dataset root against the official figures.
+
+    Counts per split, images without labels and labels without images, unreadable files, image and label sizes that
+    differ, label values outside the class range, pixels per class. Exits 1 on any problem; a subset is a warning."""
+    from oczss.pipeline.data.check import check, format_report, to_json
+
+    report = check(dataset, data_root, workers=workers)
+    click.echo(to_json(report) if as_json else format_report(report))
+    if not report["ok"]:
+        click.echo(f"{report['root']}: {len(report['problems'])} problem(s)", err=True)
+        sys.exit(1)
