@@ -10,7 +10,17 @@ import click
 from oczss import __version__
 from oczss.errors import OCZSSError
 
-DATASETS = click.Choice(["coco", "voc", "context", "demo"])
+DATASETS = click.Choice(["coco", "voc", "context", "demo"])  # the OC-ZSS zero-shot protocol
+METHODS = click.Choice(["oczss", "cass"])
+
+
+def _all_datasets() -> click.Choice:
+    from oczss.pipeline.data.datasets import SPECS
+
+    return click.Choice(list(SPECS))
+
+
+ALL_DATASETS = _all_datasets()
 COUNT = click.IntRange(min=1)
 NATURAL = click.IntRange(min=0)
 
@@ -60,6 +70,14 @@ def _cache_option(f):
 def _eval_cache_option(f):
     return click.option("--cache", "cache_url", default=None, show_default="the cache the checkpoint was trained with",
                         help="Cache with the eval images' clusters: a local path or any fsspec URL.")(f)
+
+
+def _cass_models(f):
+    """CASS's two backbones: the paper's by default; `tiny` / `tiny-p8` (random weights) for tests and the demo."""
+    f = click.option("--dino-model", default="vit_base_patch8_224.dino", show_default=True,
+                     help="CASS's DINO (timm name; tiny-p8 for tests).")(f)
+    return click.option("--backbone", default="ViT-B-16", show_default=True,
+                        help="CASS's CLIP (open_clip name; tiny for tests).")(f)
 
 
 def _precompute_defaults() -> dict:
@@ -177,12 +195,19 @@ def export(out, fmt, cache_url):
 
 @main.command()
 def configs():
-    """List the named training recipes (`oczss train --config NAME`)."""
+    """List the named recipes: OC-ZSS training (`train --config NAME`) and CASS (`eval|predict --method cass
+    --config NAME`)."""
+    from oczss.pipeline.cass.recipes import recipes
     from oczss.pipeline.stage2.recipes import RECIPES
 
-    width = max(map(len, RECIPES))
+    cass = recipes()
+    width = max(map(len, [*RECIPES, *cass]))
+    click.echo("OC-ZSS training recipes (oczss train --config NAME):")
     for name, (what, cfg) in RECIPES.items():
-        click.echo(f"{name:<{width}}  {cfg.iters:>6} it  {what}")
+        click.echo(f"  {name:<{width}}  {cfg.iters:>6} it  {what}")
+    click.echo("CASS recipes, training-free (oczss eval|predict --method cass --config NAME):")
+    for name, what in cass.items():
+        click.echo(f"  {name:<{width}}  {'':>6}     {what}")
 
 
 @main.command()
@@ -229,49 +254,93 @@ def train(dataset, setting, data_root, cache_url, out, config, iters, batch_size
 
 
 @main.command("eval")
-@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False), help="A checkpoint written by train.")
-@click.option("--dataset", required=True, type=DATASETS, help="Benchmark to evaluate on (another one: Table 3).")
+@click.option("--method", default="oczss", show_default=True, type=METHODS,
+              help="oczss: a trained checkpoint; cass: training-free, no checkpoint.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), help="A checkpoint written by train (--method oczss).")
+@click.option("--dataset", required=True, type=ALL_DATASETS, help="Benchmark to evaluate on.")
 @click.option("--split", default="val", show_default=True, type=click.Choice(["train", "val"]))
-@click.option("--mode", default="slide", show_default=True, type=click.Choice(["slide", "whole"]))
+@click.option("--mode", default="slide", show_default=True, type=click.Choice(["slide", "whole"]),
+              help="OC-ZSS inference over windows or the whole image (CASS follows its recipe).")
+@click.option("--config", "recipe", help="CASS recipe (see `oczss configs`) [default: the benchmark's constants].")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the report as JSON here.")
 @click.option("--data-root", type=click.Path(file_okay=False))
 @_eval_cache_option
 @click.option("--device", default="auto", show_default=True)
-@click.option("--weights", help="Where the frozen CLIP comes from, if not where training found it.")
-@click.option("--text", type=click.Path(dir_okay=False), help="Class x template text embeddings (.npy).")
+@click.option("--weights", help="CLIP weights: pretrained, random (tests/demo) or a PATH [oczss: as in training].")
+@click.option("--dino-weights", default="pretrained", show_default=True, help="CASS's DINO: pretrained, random or a PATH.")
+@_cass_models
+@click.option("--text", type=click.Path(dir_okay=False), help="Class x template text embeddings (.npy; oczss).")
 @click.option("--workers", default=2, type=NATURAL, show_default=True, help="Image loading processes.")
 @click.option("--limit", type=COUNT, help="Evaluate the first N images only.")
 @click.option("--allow-subset", is_flag=True, help="Evaluate even if some images have no cached clusters.")
-def evaluate(checkpoint, dataset, split, mode, json_out, data_root, cache_url, device, weights, text, workers, limit,
-             allow_subset):
-    """Per-class IoU, mIoU(S), mIoU(U), hIoU and pixel accuracy over a whole split."""
-    from oczss.pipeline.stage2.evaluate import evaluate as run, format_report, write_json
+def evaluate(method, checkpoint, dataset, split, mode, recipe, json_out, data_root, cache_url, device, weights,
+             dino_weights, backbone, dino_model, text, workers, limit, allow_subset):
+    """Per-class IoU, mIoU (S / U / harmonic for OC-ZSS) and pixel accuracy over a whole split."""
+    from oczss.pipeline.evaluation import write_json
 
-    report = run(checkpoint, dataset, split=split, mode=mode, data_root=data_root, cache=cache_url, device=device,
-                 weights=weights, text=text, workers=workers, limit=limit, allow_subset=allow_subset)
+    if method == "cass":
+        from oczss.pipeline.cass.evaluate import evaluate as run, format_report
+
+        _refuse(checkpoint=checkpoint, text=text, cache=cache_url, why="--method cass needs no")
+        report = run(dataset, split=split, recipe=recipe, data_root=data_root, device=device,
+                     weights=weights or "pretrained", dino_weights=dino_weights, backbone=backbone,
+                     dino_model=dino_model, workers=workers, limit=limit)
+    else:
+        from oczss.pipeline.stage2.evaluate import evaluate as run, format_report
+
+        if not checkpoint:
+            raise OCZSSError("--method oczss needs --checkpoint (or use --method cass, which needs none)")
+        _refuse(config=recipe, why="--method oczss takes no")
+        report = run(checkpoint, dataset, split=split, mode=mode, data_root=data_root, cache=cache_url, device=device,
+                     weights=weights, text=text, workers=workers, limit=limit, allow_subset=allow_subset)
     click.echo(format_report(report))
     if json_out:
         write_json(report, json_out)
         click.echo(f"report: {json_out}")
 
 
+def _refuse(why: str, **given) -> None:
+    """Refuse flags that the chosen method does not take, before any work."""
+    extra = [f"--{name}" for name, value in given.items() if value]
+    if extra:
+        raise OCZSSError(f"{why} {', '.join(extra)}")
+
+
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False))
-@click.option("--classes", required=True, help='Comma-separated class names, e.g. "cat,dog,grass".')
+@click.option("--classes", required=True, help='Comma-separated class names, e.g. "cat,sofa,window" (CASS: '
+              'synonyms with |, e.g. "person|man,cat").')
+@click.option("--method", default="oczss", show_default=True, type=METHODS,
+              help="oczss: a trained checkpoint; cass: training-free, no checkpoint.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), help="A checkpoint written by train (--method oczss).")
+@click.option("--config", "recipe", help="CASS recipe (see `oczss configs`) [default: cass].")
 @click.option("--out", default="predictions", show_default=True, type=click.Path(file_okay=False))
 @click.option("--device", default="auto", show_default=True)
-@click.option("--weights", help="Where the frozen CLIP comes from, if not where training found it.")
-@click.option("--dino-weights", help="DINO weights for on-the-fly clusters [default: as the training cache].")
-@click.option("--text", type=click.Path(dir_okay=False), help="Text embeddings (.npy) for the classes, in order.")
+@click.option("--weights", help="CLIP weights: pretrained, random (tests/demo) or a PATH [oczss: as in training].")
+@click.option("--dino-weights", help="DINO weights [oczss: as the training cache; cass: pretrained].")
+@_cass_models
+@click.option("--text", type=click.Path(dir_okay=False), help="Text embeddings (.npy) for the classes (oczss).")
 @click.option("--mode", default="slide", show_default=True, type=click.Choice(["slide", "whole"]))
 @click.option("--overwrite", is_flag=True, help="Replace output files that already exist.")
-def predict(images, checkpoint, classes, out, device, weights, dino_weights, text, mode, overwrite):
+def predict(images, classes, method, checkpoint, recipe, out, device, weights, dino_weights, backbone, dino_model, text,
+            mode, overwrite):
     """Segment your own images with your own class names: overlay and label PNGs per image."""
-    from oczss.pipeline.stage2.predict import predict as run
+    if method == "cass":
+        from oczss.pipeline.cass.predict import predict as run_cass
 
-    for path in run(list(images), checkpoint, classes.split(","), out, device=device, weights=weights,
-                    dino_weights=dino_weights, text=text, mode=mode, overwrite=overwrite):
+        _refuse(checkpoint=checkpoint, text=text, why="--method cass needs no")
+        written = run_cass(list(images), classes.split(","), out, recipe=recipe, device=device,
+                           weights=weights or "pretrained", dino_weights=dino_weights or "pretrained",
+                           backbone=backbone, dino_model=dino_model, overwrite=overwrite)
+    else:
+        from oczss.pipeline.stage2.predict import predict as run
+
+        if not checkpoint:
+            raise OCZSSError("--method oczss needs --checkpoint; `--method cass` segments without one")
+        _refuse(config=recipe, why="--method oczss takes no")
+        written = run(list(images), checkpoint, classes.split(","), out, device=device, weights=weights,
+                      dino_weights=dino_weights, text=text, mode=mode, overwrite=overwrite)
+    for path in written:
         click.echo(path)
 
 
@@ -280,7 +349,8 @@ def predict(images, checkpoint, classes, out, device, weights, dino_weights, tex
 @click.option("--iters", type=COUNT, help="Training iterations [default: the demo recipe's 600].")
 @click.option("--device", default="cpu", show_default=True)
 def demo(out, iters, device):
-    """Run precompute -> train -> eval -> predict on the built-in demo dataset (random weights, CPU, minutes)."""
+    """Run precompute -> train -> eval -> predict (OC-ZSS, then CASS) on the built-in demo dataset (random weights,
+    CPU, minutes)."""
     from oczss.model.weights import RANDOM_NOTE
     from oczss.pipeline.demo import run_demo
 
@@ -290,7 +360,8 @@ def demo(out, iters, device):
                f"  dataset      {out}/data/demo\n  mask cache   {r['cache']}  (`oczss cache info --cache {r['cache']}`)\n"
                f"  training run {r['run']}  (config.json, metrics.jsonl, tb/, checkpoints/)\n"
                f"  eval report  {r['eval']}: mIoU(S) {rep['mIoU_seen']:.1f}, mIoU(U) {rep['mIoU_unseen']:.1f}, "
-               f"hIoU {rep['hIoU']:.1f}\n  predictions  {out}/predictions ({len(r['predictions'])} files)")
+               f"hIoU {rep['hIoU']:.1f}\n  predictions  {out}/predictions ({len(r['predictions'])} files, OC-ZSS), "
+               f"{out}/predictions-cass ({len(r['predictions_cass'])} files, CASS)")
 
 
 def _data_names() -> tuple[list[str], list[str]]:

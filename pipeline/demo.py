@@ -1,7 +1,7 @@
 """`oczss demo`: the whole pipeline on the built-in demo dataset, on a CPU, in a few minutes.
 
-precompute (tiny random DINO) -> train (the `demo` recipe: tiny random CLIP) -> eval -> predict, all under one
-folder. Running it again continues: finished cache shards are skipped and a finished or interrupted training
+precompute (tiny random DINO) -> train (the `demo` recipe: tiny random CLIP) -> eval -> predict, then predict
+with CASS (training-free, tiny random CLIP and DINO), all under one folder. Running it again continues: finished cache shards are skipped and a finished or interrupted training
 run is reused or resumed. Random weights carry no meaning, and the random CLIP text tower gives nearly identical
 embeddings for every class name, so the demo uses seeded random unit vectors as class text embeddings (one per
 class and template): seen classes become learnable, unseen ones stay at chance by construction.
@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from oczss.pipeline.cass.predict import predict as predict_cass
 from oczss.pipeline.data.datasets import DEMO_CLASSES, SPECS
 from oczss.pipeline.data.demo_scenes import ensure_demo
 from oczss.pipeline.stage1.precompute import PrecomputeConfig, precompute
 from oczss.pipeline.stage2.checkpoint import load
-from oczss.pipeline.stage2.evaluate import evaluate, format_report, write_json
+from oczss.pipeline.evaluation import write_json
+from oczss.pipeline.stage2.evaluate import evaluate, format_report
 from oczss.pipeline.stage2.predict import predict
 from oczss.pipeline.stage2.recipes import resolve
 from oczss.pipeline.stage2.train import train
@@ -45,7 +47,7 @@ def run_demo(out: str | Path, iters: int | None = None, device: str = "cpu") -> 
     root = ensure_demo(out / "data" / "demo")
     cache = str(out / "cache.zarr")
     say = lambda msg: log.info("\n== %s", msg)  # noqa: E731
-    say(f"1/4 precompute: DINO clusters of {root} into {cache}")
+    say(f"1/5 precompute: DINO clusters of {root} into {cache}")
     precompute(PrecomputeConfig(cache=cache, data_root=str(root), device=device, **PRECOMPUTE))
     text = str(random_text(out / "text-random.npy"))
     cfg = resolve("demo", None)
@@ -53,17 +55,22 @@ def run_demo(out: str | Path, iters: int | None = None, device: str = "cpu") -> 
     run = out / "run"
     last = run / "last.pt"
     done = last.exists() and load(last)["step"] >= cfg.iters
-    say(f"2/4 train {cfg.iters} iterations into {run}" + (" (already done)" if done else ""))
+    say(f"2/5 train {cfg.iters} iterations into {run}" + (" (already done)" if done else ""))
     if not done:
         train(cfg, out=run, data_root=str(root), cache=cache, device=device, resume=last.exists())
-    say("3/4 eval on demo/val")
+    say("3/5 eval on demo/val")
     report = evaluate(str(last), "demo", data_root=str(root), cache=cache, device=device, text=text)
     log.info("%s", format_report(report))
     write_json(report, out / "eval.json")
-    say("4/4 predict three val images with the demo's class names")
+    say("4/5 predict three val images with the demo's class names (OC-ZSS, the checkpoint just trained)")
     images = sorted(str(p) for p in (root / "val2017").glob("*.jpg"))[:3]
     written = predict(images, str(last), list(DEMO_CLASSES), out / "predictions", device=device, text=text,
                       overwrite=True)  # the demo's own folder: a rerun refreshes it
+    say("5/5 predict the same images with CASS, training-free (tiny random CLIP and DINO)")
+    written_cass = predict_cass(images, list(DEMO_CLASSES), out / "predictions-cass", recipe="cass", device=device,
+                                weights="random", dino_weights="random", backbone="tiny", dino_model="tiny-p8",
+                                overwrite=True)
     return {"out": str(out), "cache": cache, "run": str(run), "eval": str(out / "eval.json"),
-            "predictions": [str(p) for p in written], "report": report}
+            "predictions": [str(p) for p in written], "predictions_cass": [str(p) for p in written_cass],
+            "report": report}
 

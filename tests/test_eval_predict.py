@@ -129,5 +129,6 @@ def test_demo_runs_end_to_end_and_learns_seen_classes(tmp_path):
     assert report["step"] == 300 and report["random_weights"]
     assert report["mIoU_seen"] >= 30, report["iou"]
     assert len(list((out / "predictions").glob("*_overlay.png"))) == 3
+    assert len(list((out / "predictions-cass").glob("*_labels.png"))) == 3  # CASS, training-free
     again = run("demo", "--out", out, "--iters", 300)  # everything is reused
     assert again.exit_code == 0 and json.loads((out / "eval.json").read_text())["mIoU_seen"] == report["mIoU_seen"]

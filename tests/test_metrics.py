@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from oczss.pipeline.stage2.loader import UNSEEN
-from oczss.pipeline.stage2.metrics import confusion, scores
+from oczss.pipeline.metrics import confusion, scores
 from oczss.pipeline.stage2.train import lr_factor, pseudo_label
 from oczss.pipeline.stage2.recipes import TrainConfig
 

@@ -12,53 +12,22 @@ split, and images without cached clusters (shards not done) are refused unless `
 from __future__ import annotations
 
 import datetime
-import json
 import logging
-import math
-import time
-from pathlib import Path
-
-import numpy as np
-import torch
 
 from oczss.cache.store import default_cache_url
 from oczss.errors import OCZSSError
 from oczss.model.weights import RANDOM_NOTE
-from oczss.pipeline.console import progress as progress_bar
 from oczss.pipeline.data.datasets import Dataset, spec as dataset_spec
-from oczss.pipeline.data.images import ImageError, load_rgb
 from oczss.pipeline.data.pairs import check_pairs
+from oczss.pipeline.evaluation import run_split
 from oczss.pipeline.runtime import resolve_device
 from oczss.pipeline.stage2 import checkpoint as ckpt_io
 from oczss.pipeline.stage2.clusters import with_clusters
 from oczss.pipeline.stage2.inference import INDUCTIVE_CALIBRATION, segment
-from oczss.pipeline.stage2.metrics import confusion, scores
+from oczss.pipeline.metrics import scores
 from oczss.pipeline.stage2.text import class_text
 
 log = logging.getLogger(__name__)
-
-
-def _as_is(item):
-    return item
-
-
-class _EvalImages(torch.utils.data.Dataset):
-    """(image id, uint8 [H, W, 3] or an error message, label uint8 [H, W], cluster map uint8 [S, S] or None)."""
-
-    def __init__(self, dataset: Dataset, samples, maps):
-        self.dataset, self.samples, self.maps = dataset, samples, maps
-
-    def __len__(self):
-        return len(self.samples)
-
-    def __getitem__(self, i):
-        s = self.samples[i]
-        try:
-            image = np.asarray(load_rgb(s.image))
-        except ImageError as e:
-            return s.image_id, str(e), None, None
-        cluster_map = self.maps.cluster_map(s.image_id) if self.maps is not None else None
-        return s.image_id, image, self.dataset.read_label(s.label), cluster_map
 
 
 def evaluate(checkpoint: str, dataset_name: str, *, split: str = "val", mode: str = "slide",
@@ -96,22 +65,14 @@ def evaluate(checkpoint: str, dataset_name: str, *, split: str = "val", mode: st
                              f"--split {split} --cache {cache}`, with --retry-failed for failed images) or pass "
                              f"--allow-subset to evaluate the others only")
         samples = kept
-    loader = torch.utils.data.DataLoader(_EvalImages(dataset, samples, maps), batch_size=None, num_workers=workers,
-                                         collate_fn=_as_is)
-    k = len(spec.classes)
-    conf = torch.zeros(k, k, dtype=torch.int64, device=dev)
-    failed, start = {}, time.perf_counter()
-    with progress_bar(len(samples), desc=f"eval {dataset_name} {split}", unit="img", enabled=progress) as bar:
-        for image_id, image, label, cluster_map in loader:
-            bar.update(1)
-            if isinstance(image, str):
-                failed[image_id] = image
-                log.warning("skipped corrupt image %s", image)
-                continue
-            probs = segment(model, image, cluster_map, emb, seen, calibration, short=spec.test_short, crop=spec.crop,
-                            stride=spec.slide_stride, mode=mode)
-            conf += confusion(probs.argmax(0), torch.from_numpy(np.asarray(label)).to(dev), k)
-    seconds = time.perf_counter() - start
+
+    def segmenter(image, cluster_map):
+        probs = segment(model, image, cluster_map, emb, seen, calibration, short=spec.test_short, crop=spec.crop,
+                        stride=spec.slide_stride, mode=mode)
+        return probs.argmax(0)
+
+    conf, failed, seconds = run_split(dataset, samples, segmenter, dev, maps=maps, workers=workers, progress=progress,
+                                      desc=f"eval {dataset_name} {split}")
     evaluated = len(samples) - len(failed)
     return {"checkpoint": str(checkpoint), "dataset": dataset_name, "split": split, "mode": mode,
             "images": evaluated, "images_in_split": len(in_split), "limit": limit, "cache": cache,
@@ -121,7 +82,7 @@ def evaluate(checkpoint: str, dataset_name: str, *, split: str = "val", mode: st
             "cross_dataset": not same, "trained_on": ckpt["dataset"], "setting": ckpt["setting"],
             "step": ckpt["step"], "random_weights": ckpt["random_weights"], "model_config": ckpt["model_config"],
             "train_config": ckpt["train_config"], "weights": weights or ckpt["model_config"]["weights"],
-            "device": str(dev), "date": datetime.date.today().isoformat(), **scores(conf.cpu().numpy(), seen, unseen)}
+            "device": str(dev), "date": datetime.date.today().isoformat(), **scores(conf, seen, unseen)}
 
 
 def format_report(r: dict) -> str:
@@ -136,20 +97,3 @@ def format_report(r: dict) -> str:
     lines.append(f"mIoU(S) {r['mIoU_seen']:.2f}  mIoU(U) {r['mIoU_unseen']:.2f}  hIoU {r['hIoU']:.2f}  "
                  f"mIoU {r['mIoU']:.2f}  pAcc {r['pAcc']:.2f}  ({r['images_per_second']:.2f} img/s)")
     return "\n".join(lines)
-
-
-def write_json(report: dict, path: str | Path) -> None:
-    """The report as JSON (NaN, e.g. the IoU of a class absent from the split, written as null)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_finite(report), indent=2) + "\n")
-
-
-def _finite(v):
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _finite(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_finite(x) for x in v]
-    return v
