@@ -12,6 +12,7 @@ from oczss.errors import OCZSSError
 
 DATASETS = click.Choice(["coco", "voc", "context", "demo"])  # the OC-ZSS zero-shot protocol
 METHODS = click.Choice(["oczss", "cass"])
+CLUSTER_MODES = click.Choice(["view", "whole", "online"])
 
 
 def _all_datasets() -> click.Choice:
@@ -113,11 +114,13 @@ _PC = _precompute_defaults()
 @click.option("--decode-threads", type=COUNT, default=_PC["decode_threads"], show_default="CPU cores, at most 16",
               help="Image decoding threads per process.")
 @click.option("--scheduler", default=None, help="Address of a dask.distributed scheduler [default: dask's local one].")
+@click.option("--feature-dim", default=_PC["feature_dim"], type=click.IntRange(0, 256), show_default=True,
+              help="D of the compact DINO features stored for the `view` cluster mode (0: store none).")
 @click.option("--retry-failed", is_flag=True, help="Recompute the shards whose images failed to decode before.")
 @click.option("--force-unlock", is_flag=True, help="Take the cache's writer lock even if another run holds it "
               "(only when that run is dead).")
 def precompute(dataset, data_root, split, cache_url, ks, input_size, grid, batch_size, device, weights, dino_model,
-               seed, shard_size, decode_threads, scheduler, retry_failed, force_unlock):
+               seed, shard_size, decode_threads, scheduler, feature_dim, retry_failed, force_unlock):
     """Stage 1: cluster DINO features of every image into the mask cache (resumable)."""
     from oczss.model.weights import RANDOM_NOTE
     from oczss.pipeline.stage1.precompute import PrecomputeConfig, precompute as run
@@ -125,7 +128,8 @@ def precompute(dataset, data_root, split, cache_url, ks, input_size, grid, batch
     cfg = PrecomputeConfig(dataset=dataset, cache=cache_url, data_root=data_root, split=split, ks=ks,
                            input_size=input_size, grid=grid, batch_size=batch_size, device=device, weights=weights,
                            dino_model=dino_model, seed=seed, shard_size=shard_size, decode_threads=decode_threads,
-                           scheduler=scheduler, retry_failed=retry_failed, force_unlock=force_unlock)
+                           scheduler=scheduler, feature_dim=feature_dim, retry_failed=retry_failed,
+                           force_unlock=force_unlock)
     s = run(cfg)
     nfail = sum(len(v) for v in s.failed.values())
     click.echo(f"{cache_url}: {s.images} images in {s.shards_run} shards ({s.shards_skipped} already done) "
@@ -228,8 +232,12 @@ def configs():
 @click.option("--seed", type=NATURAL, help="Data order and augmentation seed [default: 0].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
 @click.option("--skip-damaged", is_flag=True, help="Skip the images of damaged cache shards instead of stopping.")
+@click.option("--cluster-mode", type=CLUSTER_MODES, help="Object prompts' clusters: view (cached compact DINO tokens "
+              "clustered per view), whole (cached whole-image clusters) or online (DINO per view) [default: view].")
+@click.option("--dino-model", help="The online mode's DINO (timm name) [default: vit_base_patch16_224.dino].")
+@click.option("--dino-weights", help="The online mode's DINO weights: pretrained, random or a PATH.")
 def train(dataset, setting, data_root, cache_url, out, config, iters, batch_size, micro_batch, workers, device,
-          weights, init_from, text, seed, resume, skip_damaged):
+          weights, init_from, text, seed, resume, skip_damaged, cluster_mode, dino_model, dino_weights):
     """Stage 2: train OC-ZSS (or an ablation) from the mask cache."""
     from oczss.model.weights import RANDOM_NOTE
     from oczss.pipeline.stage2.recipes import resolve
@@ -239,7 +247,8 @@ def train(dataset, setting, data_root, cache_url, out, config, iters, batch_size
     if dataset and config and dataset != cfg.dataset:
         raise OCZSSError(f"--dataset {dataset} contradicts --config {config} (a {cfg.dataset} config)")
     overrides = dict(setting=setting, iters=iters, batch_size=batch_size, micro_batch=micro_batch, workers=workers,
-                     init_from=init_from, text=text, seed=seed)
+                     init_from=init_from, text=text, seed=seed, cluster_mode=cluster_mode, dino_model=dino_model,
+                     dino_weights=dino_weights)
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None},
                               model={**cfg.model, **({"weights": weights} if weights else {})})
     out = out or f"runs/{cfg.dataset}-{cfg.setting}"
@@ -273,15 +282,17 @@ def train(dataset, setting, data_root, cache_url, out, config, iters, batch_size
 @click.option("--workers", default=2, type=NATURAL, show_default=True, help="Image loading processes.")
 @click.option("--limit", type=COUNT, help="Evaluate the first N images only.")
 @click.option("--allow-subset", is_flag=True, help="Evaluate even if some images have no cached clusters.")
+@click.option("--cluster-mode", type=CLUSTER_MODES, help="OC-ZSS: override the checkpoint's cluster mode.")
 def evaluate(method, checkpoint, dataset, split, mode, recipe, json_out, data_root, cache_url, device, weights,
-             dino_weights, backbone, dino_model, text, workers, limit, allow_subset):
+             dino_weights, backbone, dino_model, text, workers, limit, allow_subset, cluster_mode):
     """Per-class IoU, mIoU (S / U / harmonic for OC-ZSS) and pixel accuracy over a whole split."""
     from oczss.pipeline.evaluation import write_json
 
     if method == "cass":
         from oczss.pipeline.cass.evaluate import evaluate as run, format_report
 
-        _refuse(checkpoint=checkpoint, text=text, cache=cache_url, why="--method cass needs no")
+        _refuse(checkpoint=checkpoint, text=text, cache=cache_url, cluster_mode=cluster_mode,
+                why="--method cass needs no")
         report = run(dataset, split=split, recipe=recipe, data_root=data_root, device=device,
                      weights=weights or "pretrained", dino_weights=dino_weights, backbone=backbone,
                      dino_model=dino_model, workers=workers, limit=limit)
@@ -292,7 +303,8 @@ def evaluate(method, checkpoint, dataset, split, mode, recipe, json_out, data_ro
             raise OCZSSError("--method oczss needs --checkpoint (or use --method cass, which needs none)")
         _refuse(config=recipe, why="--method oczss takes no")
         report = run(checkpoint, dataset, split=split, mode=mode, data_root=data_root, cache=cache_url, device=device,
-                     weights=weights, text=text, workers=workers, limit=limit, allow_subset=allow_subset)
+                     weights=weights, text=text, workers=workers, limit=limit, allow_subset=allow_subset,
+                     cluster_mode=cluster_mode, dino_weights=None if dino_weights == "pretrained" else dino_weights)
     click.echo(format_report(report))
     if json_out:
         write_json(report, json_out)
@@ -322,13 +334,14 @@ def _refuse(why: str, **given) -> None:
 @click.option("--text", type=click.Path(dir_okay=False), help="Text embeddings (.npy) for the classes (oczss).")
 @click.option("--mode", default="slide", show_default=True, type=click.Choice(["slide", "whole"]))
 @click.option("--overwrite", is_flag=True, help="Replace output files that already exist.")
+@click.option("--cluster-mode", type=CLUSTER_MODES, help="OC-ZSS: override the checkpoint's cluster mode.")
 def predict(images, classes, method, checkpoint, recipe, out, device, weights, dino_weights, backbone, dino_model, text,
-            mode, overwrite):
+            mode, overwrite, cluster_mode):
     """Segment your own images with your own class names: overlay and label PNGs per image."""
     if method == "cass":
         from oczss.pipeline.cass.predict import predict as run_cass
 
-        _refuse(checkpoint=checkpoint, text=text, why="--method cass needs no")
+        _refuse(checkpoint=checkpoint, text=text, cluster_mode=cluster_mode, why="--method cass needs no")
         written = run_cass(list(images), classes.split(","), out, recipe=recipe, device=device,
                            weights=weights or "pretrained", dino_weights=dino_weights or "pretrained",
                            backbone=backbone, dino_model=dino_model, overwrite=overwrite)
@@ -339,7 +352,7 @@ def predict(images, classes, method, checkpoint, recipe, out, device, weights, d
             raise OCZSSError("--method oczss needs --checkpoint; `--method cass` segments without one")
         _refuse(config=recipe, why="--method oczss takes no")
         written = run(list(images), checkpoint, classes.split(","), out, device=device, weights=weights,
-                      dino_weights=dino_weights, text=text, mode=mode, overwrite=overwrite)
+                      dino_weights=dino_weights, text=text, mode=mode, overwrite=overwrite, cluster_mode=cluster_mode)
     for path in written:
         click.echo(path)
 
@@ -416,3 +429,33 @@ def data_check(dataset, data_root, as_json, workers):
     if not report["ok"]:
         click.echo(f"{report['root']}: {len(report['problems'])} problem(s)", err=True)
         sys.exit(1)
+
+
+@main.group()
+def convert():
+    """Turn checkpoints released by other projects into oczss checkpoints."""
+
+
+@convert.command("otseg")
+@click.argument("ckpt", type=click.Path(dir_okay=False))
+@click.option("--dataset", required=True, type=click.Choice(["voc", "context", "coco"]),
+              help="The benchmark it was trained on.")
+@click.option("--setting", required=True, type=click.Choice(["inductive", "transductive", "fully"]),
+              help="How it was trained (fully: fully supervised, every class seen).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="oczss checkpoint to write (a new file).")
+@click.option("--text", required=True, type=click.Path(dir_okay=False),
+              help="OTSeg's class text embeddings for the dataset (voc12_otseg.npy, context_otseg.npy or "
+                   "coco_otseg.npy from its configs/_base_/datasets/text_embedding/); stored in the checkpoint.")
+def convert_otseg(ckpt, dataset, setting, out, text):
+    """One of OTSeg's released mmseg checkpoints (.pth) as an oczss checkpoint of the OTSeg baseline.
+
+    Its frozen CLIP image tower travels inside the output, so `oczss eval` and `oczss predict` need no hub. Files
+    whose keys or shapes differ from the released layout, and files holding pickled code, are refused."""
+    from oczss.pipeline.stage2.convert import convert_otseg as run
+
+    s = run(ckpt, dataset, setting, out, text)
+    click.echo(f"{out}: OTSeg {dataset} {setting} (source sha256 {s['sha256']}), {s['num_vpt']} VPT tokens, "
+               f"position grid for {s['clip_image_size']} px; kept {s['trainable']} trainable and {s['clip']} frozen "
+               f"CLIP tensors of {s['keys']}, dropped {s['dropped_dead']} dead weights, {s['dropped_text']} text-"
+               f"encoder tensors and {s['dropped_buffer']} loss buffer. Evaluate: oczss eval --checkpoint {out} "
+               f"--dataset {dataset}")

@@ -5,6 +5,7 @@
         ids          vlen str [N]
         status       uint8 [N]          0 missing, 1 done, 2 failed
         labels_k{K}  uint8 [N, S, S]    chunks of one image, gzip
+        features     float16 [N, T, T, D]   (when the cache stores them)
 Copied one shard at a time, each checked against its record first (a damaged shard stops the export). The file
 is written beside its target (a local temporary file for an fsspec URL target) and renamed or uploaded when
 complete, so no half-written file is ever left at the target.
@@ -21,7 +22,7 @@ import h5py
 import numpy as np
 
 from oczss.cache.location import filesystem, is_local, local_path
-from oczss.cache.store import MaskCache
+from oczss.cache.store import MaskCache, array_layouts
 from oczss.errors import OCZSSError
 
 
@@ -50,6 +51,11 @@ def export_hdf5(url: str, out: str, on_shard=None) -> str:
 def _write(cache: MaskCache, f: h5py.File, on_shard) -> None:
     p = cache.params
     f.attrs["oczss_metadata"] = json.dumps(cache.meta, sort_keys=True)
+    for dataset in {d for d, _ in cache.splits()}:
+        basis = cache.basis(dataset)
+        if basis is not None:
+            f.create_dataset(f"{dataset}/feature_mean", data=basis[0])
+            f.create_dataset(f"{dataset}/feature_basis", data=basis[1])
     for dataset, split in cache.splits():
         sc = cache.split(dataset, split)
         g = f.create_group(f"{dataset}/{split}")
@@ -58,17 +64,18 @@ def _write(cache: MaskCache, f: h5py.File, on_shard) -> None:
         g.attrs["failed"] = json.dumps({i: why for r in records if r for i, why in r["failed"].items()})
         g.create_dataset("ids", data=np.array(sc.ids, dtype=object), dtype=h5py.string_dtype())
         g.create_dataset("status", data=sc.status(records))
-        dsets = {k: g.create_dataset(f"labels_k{k}", shape=(sc.n, p.grid, p.grid), dtype="uint8",
-                                     chunks=(1, p.grid, p.grid) if sc.n else None, compression="gzip")
-                 for k in p.ks}
+        layouts = array_layouts(p)
+        dsets = {name: g.create_dataset(name, shape=(sc.n, *shape), dtype=dtype, compression="gzip",
+                                        chunks=(1, *shape) if sc.n else None)
+                 for name, (shape, dtype, _) in layouts.items()}
         for shard in range(sc.num_shards):
             a, b = sc.rows(shard)
             if records[shard] is not None:
-                data, problems = sc.read_shard(shard, p.ks, records[shard])
+                data, problems = sc.read_shard(shard, list(layouts), records[shard])
                 if problems:
                     raise OCZSSError(f"cache {cache.url} {dataset}/{split} is damaged: {problems[0]}; nothing was "
                                      f"exported (run `oczss cache verify --cache {cache.url}`)")
-                for k in p.ks:
-                    dsets[k][a:b] = data[k]
+                for name in layouts:
+                    dsets[name][a:b] = data[name]
             if on_shard:
                 on_shard()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from oczss.cache.store import DONE, FAILED, MISSING, MaskCache, SplitCache
+from oczss.cache.store import DONE, FAILED, MISSING, MaskCache, SplitCache, array_layouts
 from oczss.errors import OCZSSError
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -25,11 +25,11 @@ def _counts(labels: np.ndarray, k: int) -> np.ndarray:
 
 def _shard(sc: SplitCache, shard: int, record: dict, done: np.ndarray) -> tuple[dict, list[str]]:
     """({k: int64 [done rows, k] counts}, problems) for one shard; no counts if it is damaged."""
-    data, problems = sc.read_shard(shard, sc.cache.params.ks, record)
+    data, problems = sc.read_shard(shard, list(array_layouts(sc.cache.params)), record)
     if problems:
         return {}, problems
     a, b = sc.rows(shard)
-    return {k: _counts(labels[done[a:b]], k) for k, labels in data.items()}, []
+    return {k: _counts(data[f"labels_k{k}"][done[a:b]], k) for k in sc.cache.params.ks}, []
 
 
 def split_report(sc: SplitCache, records: list[dict | None], status: np.ndarray, on_shard=None) -> dict:

@@ -1,8 +1,9 @@
 """The one check of a shard against its completion record, used by `verify`, `info` and every reader of labels.
 
 A shard is sound when its record names its own shard and rows, its ids hash to the record's ids_sha256 (the
-labels belong to these images), each K's labels decode, hold values < K and hash to the record's sha256, and
-every failed image it lists lies in the shard with all-zero rows. A shard without a record is unfinished.
+labels belong to these images), each of its arrays (labels_k{K}, features) decodes and hashes to the record's
+sha256 for it, labels hold values < K, and every failed image it lists lies in the shard with all-zero rows. A
+shard without a record is unfinished.
 """
 
 from __future__ import annotations
@@ -14,27 +15,33 @@ import numpy as np
 from oczss.cache.schema import ids_digest
 
 
-def labels_digest(labels: np.ndarray) -> str:
-    """sha256 of uint8 [rows, S, S] labels in C order."""
-    return hashlib.sha256(np.ascontiguousarray(labels, dtype=np.uint8).tobytes()).hexdigest()
+def digest(array: np.ndarray) -> str:
+    """sha256 of an array's bytes in C order (its dtype as stored)."""
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
-def shard_problems(grid: int, ids: list[str], rows: tuple[int, int], shard: int, record: dict | None,
-                   data: dict[int, np.ndarray], errors: dict[int, Exception]) -> list[str]:
+def label_k(name: str) -> int | None:
+    """K of a `labels_k{K}` array name, None for any other array."""
+    return int(name[len("labels_k"):]) if name.startswith("labels_k") else None
+
+
+def shard_problems(shapes: dict[str, tuple], ids: list[str], rows: tuple[int, int], shard: int,
+                   record: dict | None, data: dict[str, np.ndarray], errors: dict[str, Exception]) -> list[str]:
     """Every problem of one shard, as 'shard N (rows a:b) ...: what is wrong' lines ([] when sound).
 
-    ids: the shard's ids in row order; data: {k: uint8 [rows, S, S]} that decoded; errors: {k: the exception}
-    for those that did not; record: its completion record, or None (then only unfinished is reported).
+    shapes: {array name: its per-image shape}; ids: the shard's ids in row order; data: {array name: its rows}
+    that decoded; errors: {array name: the exception} for those that did not; record: its completion record, or
+    None (then only unfinished is reported).
     """
     a, b = rows
     tag = f"shard {shard} (rows {a}:{b})"
-    out = [f"{tag} labels_k{k}: cannot be read ({type(e).__name__}: {str(e)[:120]})" for k, e in errors.items()]
-    for k, labels in data.items():
-        if labels.shape != (b - a, grid, grid):
-            out.append(f"{tag} labels_k{k}: shape {labels.shape}, expected {(b - a, grid, grid)}")
-        elif labels.size and int(labels.max()) >= k:
-            out.append(f"{tag} labels_k{k}: {int((labels >= k).sum())} label values >= K={k} "
-                       f"(max {int(labels.max())})")
+    out = [f"{tag} {name}: cannot be read ({type(e).__name__}: {str(e)[:120]})" for name, e in errors.items()]
+    for name, array in data.items():
+        k = label_k(name)
+        if array.shape != (b - a, *shapes[name]):
+            out.append(f"{tag} {name}: shape {array.shape}, expected {(b - a, *shapes[name])}")
+        elif k is not None and array.size and int(array.max()) >= k:
+            out.append(f"{tag} {name}: {int((array >= k).sum())} label values >= K={k} (max {int(array.max())})")
     if record is None:
         return out + [f"{tag}: not finished (no completion record; run precompute again to finish it)"]
     if record.get("rows") != [a, b] or record.get("shard") != shard:
@@ -46,9 +53,9 @@ def shard_problems(grid: int, ids: list[str], rows: tuple[int, int], shard: int,
     for image_id in record.get("failed", {}):
         if image_id not in position:
             out.append(f"{tag}: completion record lists failed image {image_id!r} that is not in this shard")
-        elif any(labels[position[image_id]].any() for labels in data.values()):
-            out.append(f"{tag}: failed image {image_id!r} has non-zero labels")
-    for k, labels in data.items():
-        if record.get("sha256", {}).get(str(k)) != labels_digest(labels):
-            out.append(f"{tag} labels_k{k}: data does not match its completion record (sha256)")
+        elif any(array[position[image_id]].any() for array in data.values()):
+            out.append(f"{tag}: failed image {image_id!r} has non-zero data")
+    for name, array in data.items():
+        if record.get("sha256", {}).get(name) != digest(array):
+            out.append(f"{tag} {name}: data does not match its completion record (sha256)")
     return out

@@ -7,7 +7,10 @@ Every array is a plain unsigned-integer Zarr v3 array with named dimensions, so 
 (tensorstore, xarray, zarr-python) reads the whole cache:
     ids          uint8 [N, W]           (image, id_byte): UTF-8 image ids, NUL-padded to the longest
     labels_k{K}  uint8 [N, S, S]        (image, y, x)
+    features     float16 [N, T, T, D]   (image, ty, tx, component): compact DINO tokens (only if feature_dim > 0)
     records      uint8 [shards, 65536]  (shard, record_byte): one UTF-8 JSON completion record per shard, NUL-padded
+Per dataset group, when features are stored: feature_mean float32 [C] and feature_basis float32 [C, D], the PCA
+that made them (model/compaction.py).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 
 from oczss.errors import OCZSSError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RECORD_BYTES = 65536
 REASON_CHARS = 200
 
@@ -33,7 +36,8 @@ class CacheParams:
     dino_model: timm model name; fingerprint: sha256 of the loaded DINO weights; input_size: R (whole image
     resized to R x R); grid: S (cluster maps are S x S); ks: cluster counts; seed: first-FPS-centre seed;
     device: device type the features were computed on ("cpu"/"cuda"); dtype: DINO compute dtype;
-    shard_size: images per shard object.
+    shard_size: images per shard object; feature_dim: D, the width of the stored compact DINO tokens (0: none
+    stored); feature_grid: T, their grid (R / the DINO patch).
     """
 
     dino_model: str
@@ -45,6 +49,8 @@ class CacheParams:
     device: str
     dtype: str
     shard_size: int
+    feature_dim: int = 0
+    feature_grid: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "ks", tuple(self.ks))  # a JSON list when read back from the metadata

@@ -27,7 +27,7 @@ import zarr
 from zarr.codecs import ZstdCodec
 from zarr.storage import LocalStore
 
-from oczss.cache.integrity import labels_digest, shard_problems
+from oczss.cache.integrity import digest, shard_problems
 from oczss.cache.location import open_store, unreachable
 from oczss.cache.schema import (RECORD_BYTES, SCHEMA_VERSION, CacheParams, check_params, decode_ids, decode_record,
                                 encode_ids, encode_record, ids_digest)
@@ -36,6 +36,15 @@ from oczss.errors import OCZSSError
 MISSING, DONE, FAILED = 0, 1, 2
 COMPRESSOR = ZstdCodec(level=9)
 WRITE_ALL = {"write_empty_chunks": True}  # every shard object exists, all-zero ones included
+
+
+def array_layouts(params: CacheParams) -> dict[str, tuple[tuple[int, ...], str, tuple[str, ...]]]:
+    """{array name: (per-image shape, dtype, dimension names)} of every per-image array a cache of `params` has."""
+    out = {f"labels_k{k}": ((params.grid, params.grid), "uint8", ("y", "x")) for k in params.ks}
+    if params.feature_dim:
+        t = params.feature_grid
+        out["features"] = ((t, t, params.feature_dim), "float16", ("ty", "tx", "component"))
+    return out
 
 
 def default_cache_url() -> str:
@@ -134,6 +143,24 @@ class MaskCache:
                              f"model's {min_grid}x{min_grid} patch grid; {fix} --grid {min_grid}")
         return self.split(dataset, split)
 
+    def basis(self, dataset: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(mean float32 [C], basis float32 [C, D]) of `dataset`'s compact features, None if not fitted yet."""
+        if dataset not in self.root or not dict(self.root[dataset].attrs).get("feature_basis"):
+            return None
+        group = self.root[dataset]
+        try:
+            return np.asarray(group["feature_mean"][:]), np.asarray(group["feature_basis"][:])
+        except Exception as e:  # noqa: BLE001 - a damaged basis object
+            raise _damaged(self.url, f"{dataset}/feature_basis", e) from None
+
+    def set_basis(self, dataset: str, mean: np.ndarray, basis: np.ndarray) -> None:
+        """Record `dataset`'s PCA basis (model/compaction.py); the flag that makes it visible is written last."""
+        group = self.root.require_group(dataset)
+        for name, array in (("feature_mean", mean), ("feature_basis", basis)):
+            group.create_array(name, shape=array.shape, dtype="float32", fill_value=0, overwrite=True,
+                               dimension_names=("channel",) if array.ndim == 1 else ("channel", "component"))[...] = array
+        group.attrs["feature_basis"] = True
+
     def require_split(self, dataset: str, split: str, ids: list[str], data_root: str) -> "SplitCache":
         """The group for (dataset, split), created with its arrays if absent; refused if its ids differ."""
         path = f"{dataset}/{split}"
@@ -148,11 +175,10 @@ class MaskCache:
         encoded = encode_ids(ids)
         group.create_array("ids", shape=encoded.shape, dtype="uint8", chunks=(max(n, 1), encoded.shape[1]),
                            dimension_names=("image", "id_byte"), fill_value=0)[:] = encoded
-        for k in p.ks:
-            group.create_array(f"labels_k{k}", shape=(n, p.grid, p.grid), dtype="uint8",
-                               chunks=(1, p.grid, p.grid), shards=(p.shard_size, p.grid, p.grid),
-                               compressors=COMPRESSOR, fill_value=0, dimension_names=("image", "y", "x"),
-                               config=WRITE_ALL)
+        for name, (shape, dtype, dims) in array_layouts(p).items():
+            group.create_array(name, shape=(n, *shape), dtype=dtype, chunks=(1, *shape),
+                               shards=(p.shard_size, *shape), compressors=COMPRESSOR, fill_value=0,
+                               dimension_names=("image", *dims), config=WRITE_ALL)
         num_shards = -(-n // p.shard_size)
         group.create_array("records", shape=(num_shards, RECORD_BYTES), dtype="uint8", chunks=(1, RECORD_BYTES),
                            compressors=COMPRESSOR, fill_value=0, dimension_names=("shard", "record_byte"))
@@ -190,10 +216,14 @@ class SplitCache:
             raise OCZSSError(f"cache {self.cache.url} has no K={k} labels (it has K in "
                              f"{','.join(map(str, self.cache.params.ks))}); rerun precompute with --ks including {k} "
                              f"into a new cache")
+        return self.array(f"labels_k{k}")
+
+    def array(self, name: str) -> zarr.Array:
+        """One of the split's per-image arrays (`labels_k{K}`, `features`)."""
         try:
-            return self.group[f"labels_k{k}"]
+            return self.group[name]
         except (KeyError, ValueError, TypeError) as e:  # JSONDecodeError is a ValueError
-            raise _damaged(self.cache.url, f"{self.group.path}/labels_k{k}/zarr.json", e) from None
+            raise _damaged(self.cache.url, f"{self.group.path}/{name}/zarr.json", e) from None
 
     def records(self) -> list[dict | None]:
         """Completion record per shard (None where the shard is not done); damaged records raise."""
@@ -237,33 +267,35 @@ class SplitCache:
             raise OCZSSError(f"image {image_id!r} is not in cache {self.cache.url} {self.name}")
         return self.index[image_id]
 
-    def read_shard(self, shard: int, ks, record: dict | None) -> tuple[dict, list[str]]:
-        """The shard's cluster maps {k: uint8 [rows, S, S]} for `ks` and every problem found checking them
-        against `record` (cache/integrity.py); a K whose data cannot be read is absent from the dict."""
+    def read_shard(self, shard: int, names, record: dict | None) -> tuple[dict, list[str]]:
+        """The shard's rows of the arrays `names` ({name: [rows, ...]}) and every problem found checking them against
+        `record` (cache/integrity.py); an array whose data cannot be read is absent from the dict."""
         a, b = self.rows(shard)
+        layouts = array_layouts(self.cache.params)
         data, errors = {}, {}
-        for k in ks:
+        for name in names:
             try:
-                data[k] = np.asarray(self.labels(k)[a:b])
+                data[name] = np.asarray(self.array(name)[a:b])
             except Exception as e:  # noqa: BLE001 - a truncated or garbled shard object fails to decode
-                errors[k] = e
-        problems = shard_problems(self.cache.params.grid, self.ids[a:b], (a, b), shard, record, data, errors)
+                errors[name] = e
+        shapes = {name: layouts[name][0] for name in names if name in layouts}
+        problems = shard_problems(shapes, self.ids[a:b], (a, b), shard, record, data, errors)
         return data, problems
 
-    def write_shard(self, shard: int, labels: dict[int, np.ndarray], failed: dict[str, str],
+    def write_shard(self, shard: int, arrays: dict[str, np.ndarray], failed: dict[str, str],
                     before_commit=None) -> None:
-        """Write a shard's labels (uint8 [rows, S, S] per K; failed rows zero), make them durable, then its record.
+        """Write a shard's rows of every array ({name: [rows, ...]}: labels_k{K} uint8 [rows, S, S], features
+        float16 [rows, T, T, D]; failed rows zero), make them durable, then its record.
 
         `before_commit()` runs between the two (the writer's lease check)."""
         a, b = self.rows(shard)
-        grid = self.cache.params.grid
         digests = {}
-        for k in self.cache.params.ks:
-            arr = np.ascontiguousarray(labels[k], dtype=np.uint8)
-            if arr.shape != (b - a, grid, grid):
-                raise ValueError(f"shard {shard} K={k}: labels {arr.shape}, expected {(b - a, grid, grid)}")
-            self.labels(k).with_config(WRITE_ALL)[a:b] = arr
-            digests[str(k)] = labels_digest(arr)
+        for name, (shape, dtype, _) in array_layouts(self.cache.params).items():
+            arr = np.ascontiguousarray(arrays[name], dtype=dtype)
+            if arr.shape != (b - a, *shape):
+                raise ValueError(f"shard {shard} {name}: {arr.shape}, expected {(b - a, *shape)}")
+            self.array(name).with_config(WRITE_ALL)[a:b] = arr
+            digests[name] = digest(arr)
         self._sync(shard)
         if before_commit is not None:
             before_commit()
@@ -276,8 +308,8 @@ class SplitCache:
         store = self.group.store
         if not isinstance(store, LocalStore):
             return
-        for k in self.cache.params.ks:
-            path = Path(store.root) / self.group.path / f"labels_k{k}" / "c" / str(shard) / "0" / "0"
+        for name, (shape, _, _) in array_layouts(self.cache.params).items():
+            path = Path(store.root) / self.group.path / name / "c" / str(shard) / "/".join("0" * len(shape))
             for target in (path, path.parent):
                 fd = os.open(target, os.O_RDONLY)
                 try:

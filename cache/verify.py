@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from oczss.cache.store import MaskCache
+from oczss.cache.store import MaskCache, array_layouts
 from oczss.errors import OCZSSError
 
 
@@ -29,28 +29,29 @@ def verify(url: str, partial: bool = False, on_shard=None) -> list[str]:
         except OCZSSError as e:
             problems.append(f"{where}: {e}")
             continue
-        for k in p.ks:
+        for name, (shape, dtype, _) in array_layouts(p).items():
             try:
-                a = sc.group[f"labels_k{k}"]
+                a = sc.group[name]
             except KeyError:
-                problems.append(f"{where}: labels_k{k} is missing")
+                problems.append(f"{where}: {name} is missing")
                 continue
             except (ValueError, TypeError) as e:  # a garbled zarr.json (JSONDecodeError is a ValueError)
-                problems.append(f"{where}/labels_k{k}/zarr.json is damaged ({type(e).__name__}: {str(e)[:120]})")
+                problems.append(f"{where}/{name}/zarr.json is damaged ({type(e).__name__}: {str(e)[:120]})")
                 continue
-            if a.shape != (sc.n, p.grid, p.grid) or a.dtype != np.uint8:
-                problems.append(f"{where}/labels_k{k}: shape {a.shape} dtype {a.dtype}, expected "
-                                f"{(sc.n, p.grid, p.grid)} uint8")
-            if a.shards != (p.shard_size, p.grid, p.grid) or a.chunks != (1, p.grid, p.grid):
-                problems.append(f"{where}/labels_k{k}: shards {a.shards} chunks {a.chunks}, expected "
-                                f"{(p.shard_size, p.grid, p.grid)} and {(1, p.grid, p.grid)}")
+            if a.shape != (sc.n, *shape) or a.dtype != np.dtype(dtype):
+                problems.append(f"{where}/{name}: shape {a.shape} dtype {a.dtype}, expected {(sc.n, *shape)} {dtype}")
+            if a.shards != (p.shard_size, *shape) or a.chunks != (1, *shape):
+                problems.append(f"{where}/{name}: shards {a.shards} chunks {a.chunks}, expected "
+                                f"{(p.shard_size, *shape)} and {(1, *shape)}")
+        if p.feature_dim and cache.basis(dataset) is None:
+            problems.append(f"{dataset}: the compact features' basis (feature_basis) is missing")
         if len(set(sc.ids)) != sc.n:
             problems.append(f"{where}/ids: {sc.n - len(set(sc.ids))} duplicate ids")
         if len(records) != sc.num_shards:
             problems.append(f"{where}/records: {len(records)} entries for {sc.num_shards} shards")
         for shard in range(sc.num_shards):
             record = records[shard] if shard < len(records) else None
-            _, found = sc.read_shard(shard, p.ks, record)
+            _, found = sc.read_shard(shard, list(array_layouts(p)), record)
             if partial and record is None:
                 found = [f for f in found if "not finished" not in f]
             problems += [f"{where} {f}" for f in found]

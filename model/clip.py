@@ -1,12 +1,16 @@
-"""Frozen open_clip towers by name and weights: `pretrained` (open_clip's `openai` tag), a local path, or `random`.
+"""Frozen open_clip towers by name and weights: `pretrained` (open_clip's `openai` tag), a local path, `random`, or
+`checkpoint` (EMBEDDED: an image tower's state dict carried inside an oczss checkpoint, handed over by the caller).
 
 The architecture is open_clip's own CLIP class with QuickGELU (OpenAI CLIP, protocol §4), built from open_clip's
-model config for a name like `ViT-B-16`, or from TINY for `tiny`. Local checkpoints may be open_clip / OpenAI state
-dicts (.pt, .bin, .safetensors, TorchScript archives) with `visual.`-prefixed keys, or image-tower-only dicts.
+model config for a name like `ViT-B-16`, or from TINY for `tiny`; `image_size` lays the position embeddings out for
+another input size (a converted OTSeg checkpoint stores them for its 512 or 480 training crop). Local checkpoints
+may be open_clip / OpenAI state dicts (.pt, .bin, .safetensors, TorchScript archives) with `visual.`-prefixed
+keys, or image-tower-only dicts.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +27,7 @@ TINY_CONFIG = {
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
 }
 PRETRAINED_TAG = "openai"
+EMBEDDED = "checkpoint"  # the weights value of a model whose frozen image tower is stored in its oczss checkpoint
 HUB_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # what open_clip asks the hub for
 
 
@@ -36,30 +41,57 @@ class Tower:
     random: bool
 
 
-def model_config(backbone: str) -> dict:
-    """open_clip's CLIP kwargs for `backbone` (an open_clip model name, or `tiny`)."""
+def model_config(backbone: str, image_size: int = 0) -> dict:
+    """open_clip's CLIP kwargs for `backbone` (an open_clip model name, or `tiny`); `image_size` (0: the
+    backbone's own) sets the input size its position embeddings are laid out for."""
     if backbone == TINY:
-        return {k: dict(v) if isinstance(v, dict) else v for k, v in TINY_CONFIG.items()}
-    cfg = open_clip.get_model_config(backbone)
-    if cfg is None:
-        raise OCZSSError(f"unknown CLIP backbone {backbone!r}: use an open_clip model name such as ViT-B-16, or tiny")
+        cfg = {k: dict(v) if isinstance(v, dict) else v for k, v in TINY_CONFIG.items()}
+    else:
+        cfg = open_clip.get_model_config(backbone)
+        if cfg is None:
+            raise OCZSSError(f"unknown CLIP backbone {backbone!r}: use an open_clip model name such as ViT-B-16, "
+                             f"or tiny")
+    if image_size:
+        cfg["vision_cfg"] = {**cfg["vision_cfg"], "image_size": image_size}
     return cfg
 
 
-def load_tower(backbone: str, weights: str, tower: str, seed: int = 0) -> Tower:
-    """Build `backbone` and load `weights` into `tower` ('visual' or 'text'); frozen (no grad) and in eval mode."""
+def state_shapes(backbone: str, image_size: int = 0) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every entry of the CLIP state dict (image tower under `visual.`, then the text tower),
+    without allocating weights: what a foreign checkpoint that embeds this CLIP must hold."""
+    with torch.device("meta"):
+        clip = open_clip.CLIP(**model_config(backbone, image_size), quick_gelu=True)
+    return {k: tuple(v.shape) for k, v in clip.state_dict().items()}
+
+
+def load_tower(backbone: str, weights: str, tower: str, seed: int = 0, image_size: int = 0,
+               state: dict | None = None) -> Tower:
+    """Build `backbone` and load `weights` into `tower` ('visual' or 'text'); frozen (no grad) and in eval mode.
+
+    weights EMBEDDED: `state` is the image tower's state dict (open_clip `visual` keys without the prefix), as an
+    oczss checkpoint carries it; nothing is read from disk or a hub. image_size: see `model_config`.
+    """
     if tower not in ("visual", "text"):
         raise ValueError(f"tower must be 'visual' or 'text', got {tower!r}")
+    if (weights == EMBEDDED) != (state is not None) or (state is not None and tower != "visual"):
+        _refuse_embedded(weights, tower)
     if weights == "random":
         announce_random(f"CLIP {backbone} ({'image' if tower == 'visual' else 'text'} tower)")
     elif backbone == TINY and weights == "pretrained":
         raise OCZSSError("the tiny CLIP backbone has no pretrained weights: use 'random' or a local checkpoint")
-    path = None if weights == "random" else _checkpoint_path(backbone, weights)  # fail before building
-    with torch.random.fork_rng(devices=[]):
+    path = None if weights in ("random", EMBEDDED) else _checkpoint_path(backbone, weights)  # fail before building
+    embedded = state is not None  # built without values (meta device): every one of them comes from `state`
+    with torch.random.fork_rng(devices=[]), torch.device("meta") if embedded else contextlib.nullcontext():
         torch.manual_seed(seed)
-        clip = open_clip.CLIP(**model_config(backbone), quick_gelu=True)
+        clip = open_clip.CLIP(**model_config(backbone, image_size), quick_gelu=True)
     if path is not None:
-        _load_weights(clip, path, tower)
+        state = _read_state(path)
+        if "conv1.weight" in state:  # an image-tower-only checkpoint
+            state = {f"visual.{k}": v for k, v in state.items()}
+        _fit(clip, state, f"CLIP checkpoint {path}", tower)
+    elif embedded:
+        _fit(clip, {f"visual.{k}": v for k, v in state.items()}, "the CLIP image tower stored in the checkpoint",
+             tower, assign=True)
     if tower == "visual":
         module = clip.visual
     else:
@@ -104,17 +136,27 @@ def _read_state(path: str) -> dict:
     return {k: v for k, v in state.items() if k not in extra}
 
 
-def _load_weights(clip: torch.nn.Module, path: str, tower: str) -> None:
-    """Load a checkpoint into `clip`; every key of the requested tower must be present, no foreign key may be."""
-    state = _read_state(path)
-    if "conv1.weight" in state:  # an image-tower-only checkpoint
-        state = {f"visual.{k}": v for k, v in state.items()}
+def _refuse_embedded(weights: str, tower: str) -> None:
+    """The errors of a state dict handed over without weights EMBEDDED, or EMBEDDED weights without one."""
+    if weights != EMBEDDED:
+        raise ValueError(f"a state dict is only taken with weights {EMBEDDED!r}")
+    if tower == "text":
+        raise OCZSSError(f"this model's CLIP weights ({EMBEDDED!r}) are the image tower stored inside its checkpoint "
+                         f"(e.g. one converted from OTSeg), without a text tower to compute class text embeddings: "
+                         f"pass them as a .npy file with --text (e.g. OTSeg's voc12_otseg.npy)")
+    raise OCZSSError(f"CLIP weights {EMBEDDED!r} means the image tower is stored inside an oczss checkpoint: load "
+                     f"the model from that checkpoint (`--checkpoint`), or give 'pretrained' or a local path")
+
+
+def _fit(clip: torch.nn.Module, state: dict, source: str, tower: str, assign: bool = False) -> None:
+    """Load `state` into `clip` (`assign`: take its tensors as the parameters); every key of the requested tower
+    must be present, no foreign key may be."""
     try:
-        result = clip.load_state_dict(state, strict=False)
+        result = clip.load_state_dict(state, strict=False, assign=assign)
     except RuntimeError as e:  # shape mismatches
-        raise OCZSSError(f"CLIP checkpoint {path} does not fit {tower} tower: {str(e)[:300]}") from e
+        raise OCZSSError(f"{source} does not fit the {tower} tower: {str(e)[:300]}") from e
     in_tower = (lambda k: k.startswith("visual.")) if tower == "visual" else (lambda k: not k.startswith("visual."))
     missing = [k for k in result.missing_keys if in_tower(k)]
     if missing or result.unexpected_keys:
-        raise OCZSSError(f"CLIP checkpoint {path} does not fit the {tower} tower: missing {missing[:5]}, "
+        raise OCZSSError(f"{source} does not fit the {tower} tower: missing {missing[:5]}, "
                          f"unexpected {result.unexpected_keys[:5]}")

@@ -24,12 +24,13 @@ TINY_P8 = "tiny-p8"
 TINY_SHAPES = {TINY: dict(patch_size=16, num_heads=3), TINY_P8: dict(patch_size=8, num_heads=2)}
 
 
-def load_dino(name: str, weights: str, input_size: int) -> torch.nn.Module:
-    """A frozen DINO ViT (eval mode, no grad) for R x R inputs. weights: 'pretrained' | 'random' | a file path."""
+def load_dino(name: str, weights: str, input_size: int, dynamic: bool = False) -> torch.nn.Module:
+    """A frozen DINO ViT (eval mode, no grad) for R x R inputs, or any size (multiple of the patch) with
+    `dynamic` (timm resizes its position embeddings per input). weights: 'pretrained' | 'random' | a file path."""
     import timm
     from timm.models.vision_transformer import VisionTransformer
 
-    kwargs = dict(img_size=input_size, num_classes=0)
+    kwargs = dict(img_size=input_size, num_classes=0, dynamic_img_size=dynamic)
     if weights == "random":
         announce_random(f"DINO ({name})")
         with torch.random.fork_rng(devices=[]):
@@ -67,9 +68,11 @@ def load_dino(name: str, weights: str, input_size: int) -> torch.nn.Module:
 
 
 class DinoFeatures(torch.nn.Module):
-    """uint8 images [B, R, R, 3] -> last-layer patch features resized to the S x S grid (Alg. 1 steps 1-2).
+    """The frozen DINO's last-layer patch tokens (Alg. 1 steps 1-2), without autograd, bf16 autocast on CUDA.
 
-    bf16 autocast on CUDA, fp32 on CPU, no autograd. Output fp32 [B, S*S, C].
+    `token_grid`: ImageNet-normalised images [B, 3, H, W] (H, W multiples of the patch; the model must have been
+    loaded with `dynamic=True` for sizes other than its input size) -> fp32 [B, C, H/p, W/p].
+    `forward`: uint8 images [B, R, R, 3] -> the tokens resized (bilinear) to the S x S grid, fp32 [B, S*S, C].
     """
 
     def __init__(self, model: torch.nn.Module, grid: int):
@@ -79,14 +82,29 @@ class DinoFeatures(torch.nn.Module):
         self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1) * 255)
         self.register_buffer("std", torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1) * 255)
 
+    @property
+    def patch(self) -> int:
+        return self.model.patch_embed.patch_size[0]
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, H, W, 3] -> ImageNet-normalised float [B, 3, H, W]."""
+        return (images.permute(0, 3, 1, 2).float() - self.mean) / self.std
+
     @torch.inference_mode()
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = (images.permute(0, 3, 1, 2).float() - self.mean) / self.std
+    def token_grid(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
             tokens = self.model.forward_features(x)[:, self.model.num_prefix_tokens:]
-        b, n, c = tokens.shape
-        h = w = int(round(n ** 0.5))
-        grid = tokens.float().transpose(1, 2).reshape(b, c, h, w)
-        if (h, w) != (self.grid, self.grid):
-            grid = F.interpolate(grid, size=(self.grid, self.grid), mode="bilinear", align_corners=False)
-        return grid.flatten(2).transpose(1, 2)
+        b, _, c = tokens.shape
+        h, w = x.shape[-2] // self.patch, x.shape[-1] // self.patch
+        return tokens.float().transpose(1, 2).reshape(b, c, h, w)
+
+    @torch.inference_mode()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return resize_grid(self.token_grid(self.normalise(images)), (self.grid, self.grid)).flatten(2).transpose(1, 2)
+
+
+def resize_grid(grid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[B, C, h, w] -> [B, C, *size], bilinear (align_corners False); unchanged when already that size."""
+    if tuple(grid.shape[-2:]) == tuple(size):
+        return grid
+    return F.interpolate(grid, size=size, mode="bilinear", align_corners=False)

@@ -25,7 +25,7 @@ from oczss.model.decoder import Decoder
 from oczss.model.encoder import PromptedEncoder
 from oczss.model.losses import segmentation_loss
 from oczss.model.masking import region_labels
-from oczss.model.refinement import ORA, CrossAttentionStack
+from oczss.model.refinement import ORA, ORA_GATE_BIAS, CrossAttentionStack
 
 
 class OCZSS(nn.Module):
@@ -46,7 +46,7 @@ class OCZSS(nn.Module):
         self.refiner = None
         if c.refiner == "ora":
             self.refiner = ORA(dim, c.ora_iterations, c.ora_head_dim, c.granular, c.dilations, c.ora_update,
-                               c.shared_gru)
+                               c.shared_gru, ORA_GATE_BIAS if c.ora_gate_init == "keep" else None)
         elif c.refiner == "cross_attention":
             self.refiner = CrossAttentionStack(dim, c.cross_attention_layers, c.ora_head_dim)
         if self.refiner is not None and not c.object_prompts:
@@ -58,9 +58,11 @@ class OCZSS(nn.Module):
         self.decoder = Decoder(embed, c.decoder_layers, c.sinkhorn_eps, c.sinkhorn_iters)
 
     def forward(self, images: torch.Tensor, cluster_labels: torch.Tensor | None = None,
-                text: torch.Tensor | None = None) -> dict:
+                text: torch.Tensor | None = None, first: torch.Tensor | None = None) -> dict:
         """images [B, 3, H, W] ImageNet-normalised, H and W multiples of 16; cluster_labels LongTensor[B, h*w] in
-        [0, n_o) on the patch grid (mask source `dino` only); text [K, N, C] class x template embeddings.
+        [0, n_o) on the patch grid (mask source `dino` only); text [K, N, C] class x template embeddings; first
+        LongTensor[B]: each image's first FPS centre (mask source `clip`; the caller draws it from its seeded
+        generator, as Stage 1 and the `dino` source do; default: from a generator seeded by config.seed).
 
         Returns {"decoder": [B, K, H, W], "mps": [B, K, H, W]} logits, bilinearly upsampled (align_corners=False).
         """
@@ -70,7 +72,7 @@ class OCZSS(nn.Module):
         patch = self.encoder.patch_size
         if size[0] % patch or size[1] % patch:
             raise ValueError(f"image size {tuple(size)} is not a multiple of the patch size {patch}")
-        enc = self.encoder(images, self._labels(images, cluster_labels))
+        enc = self.encoder(images, self._labels(images, cluster_labels, first))
         g = self.encoder.project(enc.cls)
         if self.refiner is None:
             memory = mps_memory = self.encoder.project(enc.patches)
@@ -93,7 +95,8 @@ class OCZSS(nn.Module):
         memory = project(pf) if width_space else F.normalize(pf, dim=-1)
         return memory, memory if self.config.mps_on_refined else h
 
-    def _labels(self, images: torch.Tensor, cluster_labels: torch.Tensor | None) -> torch.Tensor | None:
+    def _labels(self, images: torch.Tensor, cluster_labels: torch.Tensor | None,
+                first: torch.Tensor | None) -> torch.Tensor | None:
         """Per-patch object assignment for the mask source: given (dino), CLIP clusters (clip) or a grid (region)."""
         source = self.config.mask_source
         if source == "none":
@@ -109,9 +112,10 @@ class OCZSS(nn.Module):
             return region_labels(h, w, n, images.device).expand(b, -1)
         with torch.no_grad():
             features = self.encoder.clip_features(images).float()
-        # FPS's first centre (Alg. 1 "pick c_1 uniformly") made deterministic: the patch farthest from the mean
-        first = (features - features.mean(1, keepdim=True)).square().sum(-1).argmax(1)
-        return fps_voronoi(features, [n], first)[n]
+        if first is None:  # Alg. 1: "pick c_1 uniformly", from a seeded generator
+            g = torch.Generator().manual_seed(self.config.seed)
+            first = torch.randint(h * w, (b,), generator=g)
+        return fps_voronoi(features, [n], first.to(images.device))[n]
 
     def loss(self, outputs: dict, target: torch.Tensor) -> dict:
         """The §6 loss with this model's weights and ignore handling (see losses.segmentation_loss)."""
@@ -124,7 +128,8 @@ class OCZSS(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
     def trainable_state_dict(self) -> dict:
-        """The state dict without the frozen CLIP (which `build_model` reloads from `config.weights`)."""
+        """The state dict without the frozen CLIP (which `build_model` reloads from `config.weights`, or takes from
+        the checkpoint that carries it)."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.clip.")}
 
 
@@ -144,9 +149,14 @@ def probabilities(outputs: dict, seen_classes, calibration: float) -> torch.Tens
     return p
 
 
-def build_model(config: OCZSSConfig) -> OCZSS:
-    """Load the frozen CLIP image tower (`config.weights`) and build OCZSS; initialisation seeded by config.seed."""
-    tower = load_tower(config.backbone, config.weights, "visual", seed=config.seed)
+def build_model(config: OCZSSConfig, clip_state: dict | None = None) -> OCZSS:
+    """Load the frozen CLIP image tower (`config.weights`) and build OCZSS; initialisation seeded by config.seed.
+
+    clip_state: the image tower's state dict (open_clip `visual` keys) when config.weights is `checkpoint`: the
+    tower stored inside an oczss checkpoint (e.g. a converted OTSeg one), laid out for `config.clip_image_size`.
+    """
+    tower = load_tower(config.backbone, config.weights, "visual", seed=config.seed,
+                       image_size=config.clip_image_size, state=clip_state)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         return OCZSS(config, tower.module, tower.fingerprint, tower.random)

@@ -1,8 +1,8 @@
 """The evaluation loop both methods share: images and labels of a split through a segmenter into one confusion
 matrix, and the JSON report.
 
-A segmenter is any callable (image uint8 [H, W, 3], cluster map uint8 [S, S] or None) -> class map int64 [H, W]
-on the device; OC-ZSS (pipeline/stage2/evaluate.py) and CASS (pipeline/cass/evaluate.py) each bring theirs.
+A segmenter is any callable (image uint8 [H, W, 3], the image's cached array (cluster map or compact features) or
+None, image id) -> class map int64 [H, W] on the device; OC-ZSS (pipeline/stage2/evaluate.py) and CASS (pipeline/cass/evaluate.py) each bring theirs.
 Images load in `workers` processes; a corrupt image is reported, counted and skipped.
 """
 
@@ -31,7 +31,7 @@ def _as_is(item):
 
 
 class EvalImages(torch.utils.data.Dataset):
-    """(image id, uint8 [H, W, 3] or an error message, label uint8 [H, W], cluster map uint8 [S, S] or None)."""
+    """(image id, uint8 [H, W, 3] or an error message, label uint8 [H, W], its cached array or None)."""
 
     def __init__(self, dataset: Dataset, samples: list[Sample], maps=None):
         self.dataset, self.samples, self.maps = dataset, samples, maps
@@ -45,8 +45,8 @@ class EvalImages(torch.utils.data.Dataset):
             image = np.asarray(load_rgb(s.image))
         except ImageError as e:
             return s.image_id, str(e), None, None
-        cluster_map = self.maps.cluster_map(s.image_id) if self.maps is not None else None
-        return s.image_id, image, self.dataset.read_label(s.label), cluster_map
+        cached = self.maps.get(s.image_id) if self.maps is not None else None
+        return s.image_id, image, self.dataset.read_label(s.label), cached
 
 
 def run_split(dataset: Dataset, samples: list[Sample], segmenter: Callable, device: torch.device, *, maps=None,
@@ -58,13 +58,13 @@ def run_split(dataset: Dataset, samples: list[Sample], segmenter: Callable, devi
     conf = torch.zeros(k, k, dtype=torch.int64, device=device)
     failed, start = {}, time.perf_counter()
     with progress_bar(len(samples), desc=desc, unit="img", enabled=progress) as bar:
-        for image_id, image, label, cluster_map in loader:
+        for image_id, image, label, cached in loader:
             bar.update(1)
             if isinstance(image, str):
                 failed[image_id] = image
                 log.warning("skipped corrupt image %s", image)
                 continue
-            prediction = segmenter(image, cluster_map)
+            prediction = segmenter(image, cached, image_id)
             conf += confusion(prediction, torch.from_numpy(np.array(label)).to(device), k)
     return conf.cpu().numpy(), failed, time.perf_counter() - start
 

@@ -63,7 +63,7 @@ def test_cluster_stats_on_known_labels(tmp_path):
     params = CacheParams("tiny", "f" * 64, 64, 2, (3,), 0, "cpu", "float32", 2)
     cache = MaskCache.create_or_open(str(tmp_path / "c.zarr"), params, random_weights=True)
     sc = cache.require_split("demo", "val", ["a", "b", "c"], "/data")
-    sc.write_shard(0, {3: np.array([[[0, 0], [1, 1]], [[0, 1], [2, 2]]], np.uint8)}, {})
+    sc.write_shard(0, {"labels_k3": np.array([[[0, 0], [1, 1]], [[0, 1], [2, 2]]], np.uint8)}, {})
     records = sc.records()
     report = split_report(sc, records, sc.status(records))  # shard 1 (image c) is not done: not counted
     assert report["damaged"] == []

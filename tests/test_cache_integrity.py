@@ -56,7 +56,7 @@ def test_two_writers_started_at_once_one_is_refused_before_writing(demo_root, tm
     cache = tmp_path / "shared.zarr"
     roots = [_blocked_copy(demo_root, tmp_path / f"r{i}") for i in range(2)]
     procs = [subprocess.Popen([sys.executable, "-m", "oczss", "precompute", *FLAGS, "--data-root", str(root),
-                               "--split", "val", "--seed", str(seed), "--cache", str(cache)],
+                               "--split", "val", "--seed", str(seed), "--feature-dim", "0", "--cache", str(cache)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for seed, root in enumerate(roots)]
     try:
         deadline = time.time() + 120
@@ -183,16 +183,16 @@ def test_every_reader_reports_damage(copy, damage):
     assert problems, damage
     report = info(copy)
     assert report["splits"][0]["damaged"], damage  # reported, not a traceback
-    from oczss.pipeline.stage2.clusters import ClusterMaps
+    from oczss.pipeline.stage2.clusters import CachedMaps
 
     sc = MaskCache.open(copy).split("demo", "val")
     k = 3 if damage in ("deleted shard", "labels >= K", "swapped ids") else 5
-    maps = ClusterMaps(copy, "demo", "val", k, {})
+    maps = CachedMaps(copy, "demo", "val", f"labels_k{k}")
     with pytest.raises(OCZSSError, match=r"damaged.*oczss cache verify"):
         for image_id in sc.ids:
-            maps.cluster_map(image_id)
-    skipping = ClusterMaps(copy, "demo", "val", k, {}, skip_damaged=True)
-    got = [skipping.cluster_map(i) for i in sc.ids]
+            maps.get(image_id)
+    skipping = CachedMaps(copy, "demo", "val", f"labels_k{k}", skip_damaged=True)
+    got = [skipping.get(i) for i in sc.ids]
     assert any(g is None for g in got) and any(g is not None for g in got)
 
 

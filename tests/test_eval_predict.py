@@ -14,6 +14,7 @@ from oczss.cli import main
 from oczss.pipeline.stage2.checkpoint import restore_model
 from oczss.pipeline.data.datasets import Dataset
 from oczss.pipeline.stage2.inference import segment
+from oczss.pipeline.stage2.window_clusters import FromFeatureMap
 
 DEMO_CLASSES = "sky,grass,sand,water,circle,square,triangle,star"
 
@@ -52,8 +53,9 @@ def test_eval_report_and_json(trained, tmp_path):
     correct = total = 0
     for sample in ds.samples("val")[:3]:
         image = np.asarray(Image.open(sample.image).convert("RGB"))
-        grid = np.asarray(sc.labels(4)[sc.row(sample.image_id)])
-        pred = segment(model, image, grid, text, [0, 1, 2, 4, 5, 7], 0.1, short=128, crop=128, stride=96).argmax(0)
+        features = np.asarray(sc.array("features")[sc.row(sample.image_id)])  # the default `view` cluster mode
+        pred = segment(model, image, text, [0, 1, 2, 4, 5, 7], 0.1, short=128, crop=128, stride=96,
+                       clusters=FromFeatureMap(features, 4), image_id=sample.image_id, seed=0).argmax(0)
         label = torch.from_numpy(ds.read_label(sample.label)).long()
         valid = label != 255
         correct += int((pred[valid] == label[valid]).sum())
@@ -62,6 +64,11 @@ def test_eval_report_and_json(trained, tmp_path):
     whole = run("eval", "--checkpoint", t["ckpt"], "--dataset", "demo", "--data-root", t["root"], "--cache",
                 t["cache"], "--text", t["text"], "--mode", "whole", "--limit", 2, "--workers", 0)
     assert whole.exit_code == 0 and "whole, 2 images" in whole.output
+    for mode in ("whole", "online"):  # a view-mode checkpoint evaluated with the other cluster modes
+        other = run("eval", "--checkpoint", t["ckpt"], "--dataset", "demo", "--data-root", t["root"], "--cache",
+                    t["cache"], "--cluster-mode", mode, "--limit", 2, "--workers", 0, "--json", tmp_path / f"{mode}.json")
+        assert other.exit_code == 0, other.output
+        assert json.loads((tmp_path / f"{mode}.json").read_text())["cluster_mode"] == mode
 
 
 def test_cross_dataset_eval_on_voc(trained, tmp_path):

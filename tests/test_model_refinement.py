@@ -62,3 +62,39 @@ def test_cross_attention_stack_refines_patches_only():
     new_of, new_pf = stack(of, pf, (3, 4))
     assert torch.equal(new_of, of) and not torch.allclose(new_pf, pf)
     assert len(stack.q) == 2
+
+
+def test_ora_starts_from_clips_features_with_the_keep_gate_and_not_with_pytorchs_init():
+    import torch.nn.functional as F
+
+    from oczss.model.refinement import ORA_GATE_BIAS
+
+    torch.manual_seed(0)
+    pf, of = torch.randn(2, 64, 96), torch.randn(2, 4, 96)
+    cosines = {}
+    for name, bias in (("keep", ORA_GATE_BIAS), ("pytorch", None)):
+        torch.manual_seed(1)
+        ora = ORA(96, 4, 32, True, (1, 2), "gru", True, bias)
+        with torch.no_grad():
+            _, out = ora(of, pf, (8, 8))
+        cosines[name] = F.cosine_similarity(out, pf, dim=-1)
+        if bias is not None:
+            assert torch.allclose(ora.gru_objects.bias_ih[96:192], torch.full((96,), bias))
+    assert cosines["keep"].min() > 0.999  # the stated tolerance: PF_S equals CLIP's PF_0 up to cosine 0.999
+    assert cosines["pytorch"].mean() < 0.9
+
+
+def test_the_mps_path_reads_h_not_the_refined_features_by_default():
+    from oczss.model import OCZSSConfig, build_model
+
+    model = build_model(OCZSSConfig(backbone="tiny", weights="random", num_vpt=2, num_objects=3, ora_iterations=2,
+                                    dilations=(1, 2), mask_source="region")).eval()
+    assert model.config.mps_on_refined is False
+    images = torch.randn(1, 3, 64, 64)
+    text = torch.nn.functional.normalize(torch.randn(4, 2, 32), dim=-1)
+    with torch.no_grad():
+        before = model(images, None, text)
+        for p in model.refiner.parameters():
+            p.add_(torch.randn_like(p))
+        after = model(images, None, text)
+    assert torch.allclose(before["mps"], after["mps"]) and not torch.allclose(before["decoder"], after["decoder"])

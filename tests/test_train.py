@@ -18,7 +18,7 @@ from oczss.errors import OCZSSError
 from oczss.pipeline.configs import from_dict
 from oczss.model import OCZSSConfig, build_model
 from oczss.pipeline.stage2.checkpoint import load
-from oczss.pipeline.stage2.clusters import with_clusters
+from oczss.pipeline.stage2.clusters import open_cached
 from oczss.pipeline.stage2.loader import TrainData
 from oczss.pipeline.data.datasets import Dataset
 from oczss.pipeline.stage2.recipes import resolve
@@ -42,8 +42,8 @@ def metrics(run: Path) -> list[dict]:
 
 def test_steps_on_a_fixed_batch_lower_the_loss(stage1):
     dataset = Dataset("demo", stage1["root"])
-    samples, grids, _ = with_clusters(dataset.samples("train"), stage1["cache"], "demo", "train", 4)
-    data = TrainData(dataset, samples, "inductive", grids, 128, 16, seed=0)
+    samples, maps, _, _ = open_cached(dataset.samples("train"), stage1["cache"], "demo", "train", "whole", 4)
+    data = TrainData(dataset, samples, "inductive", maps, "whole", 128, 16, seed=0)
     batch = torch.utils.data.default_collate([data[(i, i)] for i in range(4)])
     assert batch["clusters"].shape == (4, 64) and int(batch["clusters"].max()) < 4
     cfg = resolve("demo", None)

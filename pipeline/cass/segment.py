@@ -72,7 +72,7 @@ class CassSegmenter:
             best = torch.maximum(best, padded[self.groups[:, i]])
         return best
 
-    def __call__(self, image: np.ndarray, cluster_map=None) -> torch.Tensor:
+    def __call__(self, image: np.ndarray, cached=None, image_id: str | None = None) -> torch.Tensor:
         """The class map int64 [H, W] (the background threshold applied)."""
         probs = self.probabilities(image)
         best, labels = probs.max(0)

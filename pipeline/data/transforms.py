@@ -33,21 +33,39 @@ class View:
     scaled_h: int
     flip: bool = False
 
-    def patch_clusters(self, cluster_map: np.ndarray, rows: int, cols: int, patch: int) -> np.ndarray:
-        """Cluster label of each patch of a rows x cols grid of patch x patch pixels: int64 [rows * cols], from the
-        whole image's cluster map uint8 [S, S].
-
-        Patch centres are mapped back to normalised original coordinates (padding clamps to the content's edge)
-        and looked up in the grid cell that contains them.
-        """
-        s = cluster_map.shape[0]
+    def patch_centres(self, rows: int, cols: int, patch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised original-image coordinates in [0, 1) of the centres of a rows x cols grid of patch x patch
+        pixels: (x [cols], y [rows]); padding clamps to the content's edge, a flip mirrors x."""
         u = np.clip((np.arange(cols) + 0.5) * patch, 0.0, self.width - 1e-3)
         v = np.clip((np.arange(rows) + 0.5) * patch, 0.0, self.height - 1e-3)
         if self.flip:
             u = self.width - u
-        gx = np.clip(((u + self.left) / self.scaled_w * s).astype(np.int64), 0, s - 1)
-        gy = np.clip(((v + self.top) / self.scaled_h * s).astype(np.int64), 0, s - 1)
+        return (u + self.left) / self.scaled_w, (v + self.top) / self.scaled_h
+
+    def patch_clusters(self, cluster_map: np.ndarray, rows: int, cols: int, patch: int) -> np.ndarray:
+        """Cluster label of each patch of a rows x cols grid of patch x patch pixels: int64 [rows * cols], from the
+        whole image's cluster map uint8 [S, S]: the cell that contains each patch centre."""
+        s = cluster_map.shape[0]
+        x, y = self.patch_centres(rows, cols, patch)
+        gx = np.clip((x * s).astype(np.int64), 0, s - 1)
+        gy = np.clip((y * s).astype(np.int64), 0, s - 1)
         return cluster_map[gy[:, None], gx[None, :]].astype(np.int64).reshape(-1)
+
+    def patch_features(self, feature_map: np.ndarray, rows: int, cols: int, patch: int) -> np.ndarray:
+        """Feature of each patch of a rows x cols grid: float16 [rows * cols, D], bilinear between the token
+        centres of the whole image's feature map [T, T, D] (token (i, j) centred at ((j + 0.5) / T, (i + 0.5) / T),
+        clamped at the border), at each patch centre."""
+        t = feature_map.shape[0]
+        x, y = self.patch_centres(rows, cols, patch)
+        fx, fy = np.clip(x * t - 0.5, 0, t - 1), np.clip(y * t - 0.5, 0, t - 1)
+        x0, y0 = np.minimum(fx.astype(np.int64), t - 2 if t > 1 else 0), np.minimum(fy.astype(np.int64),
+                                                                                  t - 2 if t > 1 else 0)
+        x1, y1 = np.minimum(x0 + 1, t - 1), np.minimum(y0 + 1, t - 1)
+        wx, wy = (fx - x0)[None, :, None], (fy - y0)[:, None, None]
+        f = feature_map.astype(np.float32)
+        top = f[y0][:, x0] * (1 - wx) + f[y0][:, x1] * wx
+        bottom = f[y1][:, x0] * (1 - wx) + f[y1][:, x1] * wx
+        return (top * (1 - wy) + bottom * wy).reshape(rows * cols, -1).astype(np.float16)
 
 
 def rescale_size(w: int, h: int, scale: tuple[float, float]) -> tuple[int, int]:

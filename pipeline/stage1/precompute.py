@@ -34,7 +34,8 @@ from oczss.cache.schema import CacheParams
 from oczss.cache.store import MaskCache
 from oczss.errors import OCZSSError
 from oczss.model.clustering import cluster_maps
-from oczss.model.dino import DEFAULT_MODEL, DinoFeatures, load_dino
+from oczss.model.compaction import compact, fit_basis
+from oczss.model.dino import DEFAULT_MODEL, DinoFeatures, load_dino, resize_grid
 from oczss.model.weights import fingerprint
 from oczss.pipeline import console
 from oczss.pipeline.data.datasets import Dataset
@@ -43,6 +44,8 @@ from oczss.pipeline.runtime import device_type, resolve_device
 
 log = logging.getLogger(__name__)
 TASKS_PER_DEVICE = 2
+FEATURE_DIM = 32  # D of the compact features of the `view` cluster mode: 32 x 32 tokens x 32 x fp16 = 64 KB/image
+FIT_IMAGES = 64  # images whose DINO tokens fit a dataset's PCA basis
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class PrecomputeConfig:
     scheduler: str | None = None
     retry_failed: bool = False
     force_unlock: bool = False
+    feature_dim: int = FEATURE_DIM
 
     def __post_init__(self):
         """Refuse bad flags before any work starts."""
@@ -77,6 +81,8 @@ class PrecomputeConfig:
                 raise OCZSSError(f"{flag} {v}: must be at least 1")
         if self.seed < 0:
             raise OCZSSError(f"--seed {self.seed}: must be at least 0")
+        if not 0 <= self.feature_dim <= 256:
+            raise OCZSSError(f"--feature-dim {self.feature_dim}: must lie in 0..256 (0: store no features)")
         top = min(255, self.grid * self.grid)
         if not self.ks or min(self.ks) < 1 or max(self.ks) > top:
             raise OCZSSError(f"--ks {','.join(map(str, self.ks))}: every K must lie in 1..{top} (at most 255, and at "
@@ -99,6 +105,7 @@ class ShardJob:
     batch_size: int
     decode_threads: int
     lease: str  # the writer's lease token, checked before the shard's record is committed
+    basis: tuple[np.ndarray, np.ndarray] | None  # the dataset's (mean [C], basis [C, D]) when features are stored
 
 
 @dataclass
@@ -182,7 +189,11 @@ def run_shard(job: ShardJob, on_images: Callable[[int], None] | None = None,
     split_cache = _split(job)
     decoded = [_pool(job.decode_threads).submit(_decode, path, p.input_size) for path in job.paths]
     n, s = len(job.ids), p.grid
-    labels = {k: np.zeros((n, s, s), np.uint8) for k in p.ks}
+    arrays = {f"labels_k{k}": np.zeros((n, s, s), np.uint8) for k in p.ks}
+    if p.feature_dim:
+        t = p.feature_grid
+        arrays["features"] = np.zeros((n, t, t, p.feature_dim), np.float16)
+        mean, basis = (torch.from_numpy(a).to(device) for a in job.basis)
     failed: dict[str, str] = {}
     for start in range(0, n, job.batch_size):
         rows, images = [], []
@@ -199,13 +210,16 @@ def run_shard(job: ShardJob, on_images: Callable[[int], None] | None = None,
             if device.type == "cuda":
                 batch = batch.pin_memory()
             with _device_lock(device):  # one batch at a time on the device; the other task decodes meanwhile
-                feats = extract(batch.to(device, non_blocking=True))
+                tokens = extract.token_grid(extract.normalise(batch.to(device, non_blocking=True)))
+                feats = resize_grid(tokens, (s, s)).flatten(2).transpose(1, 2)
                 maps = cluster_maps(feats, [job.ids[i] for i in rows], p.seed, list(p.ks))
                 for k, lab in maps.items():
-                    labels[k][rows] = lab.cpu().numpy()
+                    arrays[f"labels_k{k}"][rows] = lab.cpu().numpy()
+                if p.feature_dim:
+                    arrays["features"][rows] = compact(tokens.permute(0, 2, 3, 1), mean, basis).cpu().numpy()
         if on_images:
             on_images(min(start + job.batch_size, n) - start)
-    split_cache.write_shard(job.shard, labels, failed, before_commit=lambda: check_holder(job.cache, job.lease))
+    split_cache.write_shard(job.shard, arrays, failed, before_commit=lambda: check_holder(job.cache, job.lease))
     return ShardResult(job.shard, job.split, n, failed)
 
 
@@ -245,6 +259,35 @@ def _missing_images(dataset: Dataset, ids: dict[str, list[str]]) -> list[str]:
     return missing
 
 
+def fit_dataset_basis(model: torch.nn.Module, paths: list, cfg: PrecomputeConfig,
+                      device_type: str) -> tuple[np.ndarray, np.ndarray]:
+    """The PCA basis of the compact features (model/compaction.py), fitted on the DINO tokens of `paths` (the
+    dataset's first images; corrupt ones are left out): (mean float32 [C], basis float32 [C, D])."""
+    device = torch.device(device_type)
+    extract = DinoFeatures(model, cfg.grid).to(device)
+    tokens = []
+    for start in range(0, len(paths), cfg.batch_size):
+        images = []
+        for path in paths[start:start + cfg.batch_size]:
+            try:
+                images.append(load_resized(path, cfg.input_size))
+            except ImageError:
+                continue
+        if images:
+            grid = extract.token_grid(extract.normalise(torch.from_numpy(np.stack(images)).to(device)))
+            tokens.append(grid.permute(0, 2, 3, 1).reshape(-1, grid.shape[1]).cpu())
+    if not tokens:
+        raise OCZSSError(f"none of the first {len(paths)} images of {cfg.dataset} could be decoded to fit the "
+                         f"compact features' basis")
+    tokens = torch.cat(tokens)
+    if cfg.feature_dim > tokens.shape[1]:
+        raise OCZSSError(f"--feature-dim {cfg.feature_dim} exceeds the {tokens.shape[1]} channels of {cfg.dino_model}")
+    mean, basis = fit_basis(tokens, cfg.feature_dim)
+    log.info("fitted the %d-d basis of %s's compact features on %d tokens of %d images", cfg.feature_dim,
+             cfg.dataset, len(tokens), len(paths))
+    return mean.numpy(), basis.numpy()
+
+
 def plan(cfg: PrecomputeConfig, lease: str, model: torch.nn.Module, device_type: str) -> tuple[list[ShardJob], int]:
     """Check the dataset, open or create the cache; return the pending shard jobs and the count of shards
     already done."""
@@ -257,10 +300,20 @@ def plan(cfg: PrecomputeConfig, lease: str, model: torch.nn.Module, device_type:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise OCZSSError(f"{len(missing)} image file(s) listed by the {cfg.dataset} splits do not exist: {shown}")
     url = resolve(cfg.cache)
+    patch = model.patch_embed.patch_size[0]
     params = CacheParams(dino_model=cfg.dino_model, fingerprint=fingerprint(model), input_size=cfg.input_size,
                          grid=cfg.grid, ks=tuple(sorted(set(cfg.ks))), seed=cfg.seed, device=device_type,
-                         dtype="bfloat16" if device_type == "cuda" else "float32", shard_size=cfg.shard_size)
+                         dtype="bfloat16" if device_type == "cuda" else "float32", shard_size=cfg.shard_size,
+                         feature_dim=cfg.feature_dim, feature_grid=cfg.input_size // patch if cfg.feature_dim else 0)
     cache = MaskCache.create_or_open(url, params, random_weights=cfg.weights == "random")
+    basis = None
+    if cfg.feature_dim:
+        basis = cache.basis(cfg.dataset)
+        if basis is None:
+            first = splits[0]
+            paths = [dataset.image_path(first, i) for i in ids[first][:FIT_IMAGES]]
+            basis = fit_dataset_basis(model, paths, cfg, device_type)
+            cache.set_basis(cfg.dataset, *basis)
     jobs, skipped = [], 0
     for split in splits:
         sc = cache.require_split(cfg.dataset, split, ids[split], str(dataset.root.resolve()))
@@ -273,7 +326,7 @@ def plan(cfg: PrecomputeConfig, lease: str, model: torch.nn.Module, device_type:
             jobs.append(ShardJob(url, cfg.dataset, split, shard, shard_ids,
                                  tuple(str(dataset.image_path(split, i).resolve()) for i in shard_ids), params,
                                  cfg.weights if cfg.weights in ("pretrained", "random") else resolve(cfg.weights),
-                                 cfg.device, cfg.batch_size, cfg.decode_threads, lease))
+                                 cfg.device, cfg.batch_size, cfg.decode_threads, lease, basis))
     return jobs, skipped
 
 

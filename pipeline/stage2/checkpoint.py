@@ -5,6 +5,11 @@ against `weights_fingerprint`), optimizer, scheduler, step, torch RNG states, th
 configs, the class names and unseen classes it was trained with, the class text embeddings it was trained with
 (`text`, so it evaluates the same from any folder), where its clusters came from, and whether its CLIP weights
 were random.
+
+A converted checkpoint (`oczss convert otseg`) carries its frozen CLIP image tower itself: `clip` holds its state
+dict and `model_config["weights"]` is `checkpoint`, so no hub or CLIP file is needed. It has no optimizer,
+scheduler or RNG states (it cannot be resumed, only evaluated, used for prediction or as `--init-from`), and its
+`train_config` records where it came from (file, sha256, the source's own metadata) instead of a TrainConfig.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ import torch
 
 from oczss.errors import OCZSSError
 from oczss.model import OCZSSConfig, build_model
+from oczss.model.clip import EMBEDDED
 from oczss.pipeline.configs import from_dict
 
 FORMAT = 2
-NOT_WEIGHTS = ("weights", "seed")  # model-config fields that do not change the trainable weights' layout
+NOT_WEIGHTS = ("weights", "seed", "clip_image_size")  # model-config fields that leave the trainable layout as is
 
 
 def save(path: str | Path, payload: dict) -> Path:
@@ -105,7 +111,13 @@ def restore_model(path: str | Path, device: torch.device, weights: str | None = 
     ckpt = load(path)
     config = from_dict(OCZSSConfig, {**ckpt["model_config"], **({"weights": weights} if weights else {})},
                        f"checkpoint {path}: model_config")
-    model = build_model(config)
+    clip_state = None
+    if config.weights == EMBEDDED:
+        clip_state = ckpt.get("clip")
+        if not isinstance(clip_state, dict):
+            raise OCZSSError(f"checkpoint {path}: its model config says its CLIP weights are stored in it, but it "
+                             f"holds no CLIP state dict ('clip'); convert or save it again")
+    model = build_model(config, clip_state)
     if model.weights_fingerprint != ckpt["weights_fingerprint"]:
         raise OCZSSError(f"checkpoint {path} was trained on CLIP weights {ckpt['weights_fingerprint'][:12]}…, but "
                          f"{config.weights!r} gives {model.weights_fingerprint[:12]}…; pass the same weights")

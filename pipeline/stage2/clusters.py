@@ -1,9 +1,16 @@
-"""Cluster maps from the mask cache for Stage 2: checked shard by shard, the first time a process reads a shard.
+"""Where object prompts get their clusters in Stage 2: the three cluster modes, and the cached arrays they read.
 
-Every reader of cluster labels goes through `ClusterMaps`: a shard is read whole on first use in a process and
-checked against its completion record (cache/integrity.py: sha256 of its labels and ids, values < K). A damaged
-shard is an error naming it and `oczss cache verify`, unless `skip_damaged` asks to skip its images (with one
-warning per shard). Checked shards stay in a small in-memory LRU, so most reads cost no decoding at all.
+    whole   Stage 1's cluster map of the whole image (resized to R x R), sampled at each view's patch centres.
+            A view shows only the clusters that fall in it: prompts of absent clusters carry no object.
+    view    the paper's Table 11 setup: Stage 1 stores compact DINO tokens (model/compaction.py); each view samples
+            them at its patch centres and FPS-Voronoi clusters the view's own patches in the step, on the device.
+    online  the paper's practical mode: the frozen DINO runs on each view and FPS-Voronoi clusters it in the step;
+            on CUDA the DINO of the next micro-batch runs on a side stream while the current step runs. No cache.
+
+Every reader of cached arrays goes through `CachedMaps`: a shard is read whole on first use in a process and
+checked against its completion record (cache/integrity.py: sha256 of its arrays and ids, label values < K). A
+damaged shard is an error naming it and `oczss cache verify`, unless `skip_damaged` asks to skip its images (one
+warning per shard). Checked shards stay in a small in-memory LRU.
 """
 
 from __future__ import annotations
@@ -12,23 +19,26 @@ import logging
 from collections import OrderedDict
 
 import numpy as np
+import torch
 
 from oczss.cache.store import DONE, MaskCache
 from oczss.errors import OCZSSError
+from oczss.model.clustering import fps_voronoi
+from oczss.model.dino import DinoFeatures, resize_grid
 from oczss.pipeline.data.datasets import Sample
+from oczss.pipeline.data.transforms import MEAN, STD
 
 log = logging.getLogger(__name__)
+MODES = ("whole", "view", "online")
 KEEP_SHARDS = 16
 
 
-class ClusterMaps:
-    """The S x S cluster maps of one (dataset, split) at one K, opened lazily in each process (picklable).
+class CachedMaps:
+    """Per-image arrays of one (dataset, split) from the cache: `labels_k{K}` cluster maps uint8 [S, S] or
+    `features` float16 [T, T, D]; opened lazily in each process (picklable)."""
 
-    `source`: the cache's parameters and random-weights flag (what a checkpoint records to redo the clustering).
-    """
-
-    def __init__(self, url: str, dataset: str, split: str, k: int, source: dict, skip_damaged: bool = False):
-        self.url, self.dataset, self.split, self.k, self.source = url, dataset, split, k, source
+    def __init__(self, url: str, dataset: str, split: str, array: str, skip_damaged: bool = False):
+        self.url, self.dataset, self.split, self.array = url, dataset, split, array
         self.skip_damaged = skip_damaged
         self._sc = self._records = None
         self._shards: OrderedDict[int, np.ndarray] = OrderedDict()
@@ -37,8 +47,8 @@ class ClusterMaps:
     def __getstate__(self):
         return {**self.__dict__, "_sc": None, "_records": None, "_shards": OrderedDict(), "_damaged": set()}
 
-    def cluster_map(self, image_id: str) -> np.ndarray | None:
-        """uint8 [S, S] for `image_id`; None if its shard is damaged and damaged shards are skipped."""
+    def get(self, image_id: str) -> np.ndarray | None:
+        """The image's array; None if its shard is damaged and damaged shards are skipped."""
         if self._sc is None:
             self._sc = MaskCache.open(self.url).split(self.dataset, self.split)
             self._records = self._sc.records()
@@ -47,7 +57,7 @@ class ClusterMaps:
         if shard in self._damaged:
             return None
         if shard not in self._shards:
-            data, problems = self._sc.read_shard(shard, [self.k], self._records[shard])
+            data, problems = self._sc.read_shard(shard, [self.array], self._records[shard])
             if problems:
                 where = f"cache {self.url} {self._sc.name}"
                 if not self.skip_damaged:
@@ -57,27 +67,103 @@ class ClusterMaps:
                 log.warning("%s: skipping the images of damaged shard %d: %s", where, shard, problems[0])
                 self._damaged.add(shard)
                 return None
-            self._shards[shard] = data[self.k]
+            self._shards[shard] = data[self.array]
             if len(self._shards) > KEEP_SHARDS:
                 self._shards.popitem(last=False)
         self._shards.move_to_end(shard)
         return self._shards[shard][row - self._sc.rows(shard)[0]]
 
 
-def with_clusters(samples: list[Sample], url: str, dataset: str, split: str, k: int, min_grid: int = 1,
-                  skip_damaged: bool = False) -> tuple[list[Sample], ClusterMaps, int]:
-    """(samples with cluster maps, their ClusterMaps, how many were dropped).
-
-    Refused before any work: a cache without this (dataset, split), without K = k, or whose grid is coarser
-    than `min_grid` (the message says what to run). Samples whose rows are missing or failed are dropped; the
-    caller decides whether that is acceptable.
-    """
+def open_cached(samples: list[Sample], url: str, dataset: str, split: str, mode: str, k: int, min_grid: int = 1,
+                skip_damaged: bool = False) -> tuple[list[Sample], CachedMaps, int, dict]:
+    """(samples the cache has, their CachedMaps for `mode`, how many were dropped, the cluster source a checkpoint
+    records). Refused before any work: a cache without this (dataset, split), without K = k or features for the
+    view mode, or whose grid is coarser than `min_grid` (the message says what to run). Samples whose rows are
+    missing or failed are dropped; the caller decides whether that is acceptable."""
     cache = MaskCache.open(url)
     sc = cache.require(dataset, split, k, min_grid)
+    if mode == "view" and not cache.params.feature_dim:
+        raise OCZSSError(f"cache {url} stores no compact DINO features, which the `view` cluster mode samples; "
+                         f"rebuild it with `oczss precompute --dataset {dataset} --split {split} --feature-dim 32 "
+                         f"--cache NEW_CACHE`, or use --cluster-mode whole")
     status = sc.status()
     kept = [s for s in samples if s.image_id in sc.index and status[sc.index[s.image_id]] == DONE]
     if not kept:
         raise OCZSSError(f"no {dataset}/{split} sample has cluster labels in {url}; run `oczss precompute "
                          f"--dataset {dataset} --split {split} --ks {k} --cache {url}`")
-    source = {**cache.params.to_dict(), "random_weights": cache.random_weights}
-    return kept, ClusterMaps(url, dataset, split, k, source, skip_damaged), len(samples) - len(kept)
+    source = {"mode": mode, **cache.params.to_dict(), "random_weights": cache.random_weights}
+    if mode == "view":
+        mean, basis = cache.basis(dataset)
+        source.update(feature_mean=torch.from_numpy(mean), feature_basis=torch.from_numpy(basis))
+    array = "features" if mode == "view" else f"labels_k{k}"
+    return kept, CachedMaps(url, dataset, split, array, skip_damaged), len(samples) - len(kept), source
+
+
+class StepClusters:
+    """Per-patch object assignment LongTensor [B, M] of a training batch on the device, by cluster mode.
+
+    none: None (mask sources other than `dino`); whole: the batch's `clusters`; view: FPS-Voronoi of the batch's `features` [B, M, D] from its `first` centres;
+    online: FPS-Voronoi of the frozen DINO's tokens of the batch's `image` (ImageNet-normalised, as DINO expects),
+    resized to the (h, w) patch grid of the model.
+    """
+
+    def __init__(self, mode: str, k: int, patch_grid: tuple[int, int], dino: DinoFeatures | None = None):
+        if mode not in MODES + ("none",):
+            raise OCZSSError(f"cluster mode {mode!r}: choose one of {', '.join(MODES)}")
+        self.mode, self.k, self.patch_grid, self.dino = mode, k, patch_grid, dino
+
+    def __call__(self, batch: dict) -> torch.Tensor | None:
+        if self.mode == "none":  # a mask source that needs no DINO clusters
+            return None
+        if self.mode == "whole":
+            return batch["clusters"]
+        if self.mode == "view":
+            features = batch["features"].float()
+        else:
+            features = dino_patch_features(self.dino, batch["image"], self.patch_grid)
+        return fps_voronoi(features, [self.k], batch["first"])[self.k]
+
+
+def dino_patch_features(dino: DinoFeatures, images: torch.Tensor, patch_grid: tuple[int, int]) -> torch.Tensor:
+    """ImageNet-normalised images [B, 3, H, W] -> the DINO's tokens on the model's (h, w) patch grid, fp32
+    [B, h*w, C] (bilinear where the DINO's patch differs from the model's)."""
+    mean = torch.as_tensor(MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.as_tensor(STD, device=images.device).view(1, 3, 1, 1)
+    pixels = images.float() * std + mean  # back to 0..255, then the DINO's own normalisation
+    x = (pixels - dino.mean) / dino.std
+    p = dino.patch
+    grid = dino.token_grid(x[..., :x.shape[-2] - x.shape[-2] % p, :x.shape[-1] - x.shape[-1] % p])
+    return resize_grid(grid, patch_grid).flatten(2).transpose(1, 2)
+
+
+def device_batches(batches, device: torch.device, clusters: StepClusters):
+    """The loader's batches on `device`, each with its `patch_clusters` [B, M].
+
+    On CUDA one batch ahead: its copy and, in the online mode, its DINO forward and clustering are queued on a side
+    stream while the current step runs on the default one (the step waits on an event, not on the host)."""
+    def prepare(batch: dict) -> dict:
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        batch["patch_clusters"] = clusters(batch)
+        return batch
+
+    if device.type != "cuda":
+        for batch in batches:
+            yield prepare(batch)
+        return
+    stream = torch.cuda.Stream(device)
+
+    def ahead(batch: dict):
+        with torch.cuda.stream(stream):
+            ready = prepare(batch)
+            event = torch.cuda.Event()
+            event.record(stream)
+        return ready, event
+
+    upcoming = ahead(next(batches))
+    while True:
+        current, event = upcoming
+        upcoming = ahead(next(batches))
+        torch.cuda.current_stream(device).wait_event(event)
+        for tensor in current.values():
+            tensor.record_stream(torch.cuda.current_stream(device))
+        yield current

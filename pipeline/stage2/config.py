@@ -23,6 +23,9 @@ class TrainConfig:
     schedule). workers: data loader processes per training process (at most the CPU count; one augmented 512^2
     COCO sample costs a worker about 23 ms, so 8 feed about 20 iterations/s at batch 16). save_every:
     iterations between `last.pt` saves; milestone_every: between kept `iter_N.pt`.
+    cluster_mode (pipeline/stage2/clusters.py): where the object prompts' clusters come from, `view` (default: the
+    cache's compact DINO tokens clustered per view in the step), `whole` (the cache's whole-image cluster map) or
+    `online` (DINO on each view in the step, no cache); dino_model / dino_weights: the DINO of the online mode.
     """
 
     dataset: str = "voc"
@@ -46,6 +49,9 @@ class TrainConfig:
     save_every: int = 500
     milestone_every: int = 10000
     description: str = ""
+    cluster_mode: str = "view"
+    dino_model: str = "vit_base_patch16_224.dino"
+    dino_weights: str = "pretrained"
     model: dict = field(default_factory=dict)
 
     @property
@@ -55,6 +61,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.dataset not in SPECS:
             raise OCZSSError(f"dataset {self.dataset!r}: choose one of {', '.join(SPECS)}")
+        if self.cluster_mode not in ("whole", "view", "online"):
+            raise OCZSSError(f"--cluster-mode {self.cluster_mode!r}: choose whole, view or online")
         if self.setting not in ("inductive", "transductive"):
             raise OCZSSError(f"--setting {self.setting!r}: choose inductive or transductive")
         for name, least in (("iters", 1), ("batch_size", 1), ("micro_batch", 0), ("workers", 0), ("seed", 0),

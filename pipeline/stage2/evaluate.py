@@ -22,10 +22,11 @@ from oczss.pipeline.data.pairs import check_pairs
 from oczss.pipeline.evaluation import run_split
 from oczss.pipeline.runtime import resolve_device
 from oczss.pipeline.stage2 import checkpoint as ckpt_io
-from oczss.pipeline.stage2.clusters import with_clusters
+from oczss.pipeline.stage2.clusters import open_cached
 from oczss.pipeline.stage2.inference import INDUCTIVE_CALIBRATION, segment
 from oczss.pipeline.metrics import scores
 from oczss.pipeline.stage2.text import class_text
+from oczss.pipeline.stage2.window_clusters import FromClusterMap, FromDino, FromFeatureMap, online_dino, trained_mode
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 def evaluate(checkpoint: str, dataset_name: str, *, split: str = "val", mode: str = "slide",
              data_root: str | None = None, cache: str | None = None, device: str = "auto", weights: str | None = None,
              text: str | None = None, workers: int = 2, limit: int | None = None, allow_subset: bool = False,
-             progress: bool = True) -> dict:
+             cluster_mode: str | None = None, dino_weights: str | None = None, progress: bool = True) -> dict:
     """Evaluate and return the report (also what `--json` writes)."""
     if mode not in ("slide", "whole"):
         raise OCZSSError(f"--mode {mode!r}: choose slide or whole")
@@ -55,26 +56,34 @@ def evaluate(checkpoint: str, dataset_name: str, *, split: str = "val", mode: st
         emb = ckpt["text"].to(dev)  # what it was trained with, whatever folder this runs in
     else:
         emb = class_text(list(spec.classes), templates, model.config, text, dev)
-    maps, without_clusters = None, 0
-    if model.config.mask_source == "dino":
+    maps, without_clusters, make, k = None, 0, None, model.config.num_objects
+    cluster_mode = trained_mode(ckpt, cluster_mode) if model.config.mask_source == "dino" else None
+    if cluster_mode in ("whole", "view"):
         cache = cache or ckpt.get("cache") or default_cache_url()  # by default the cache it was trained with
-        kept, maps, without_clusters = with_clusters(samples, cache, dataset_name, split, model.config.num_objects)
+        kept, maps, without_clusters, _ = open_cached(samples, cache, dataset_name, split, cluster_mode, k)
         if without_clusters and not allow_subset:
             raise OCZSSError(f"{without_clusters} of {len(samples)} {dataset_name}/{split} images have no cluster "
                              f"labels in {cache}; finish the cache (`oczss precompute --dataset {dataset_name} "
                              f"--split {split} --cache {cache}`, with --retry-failed for failed images) or pass "
                              f"--allow-subset to evaluate the others only")
         samples = kept
+        make = FromClusterMap if cluster_mode == "whole" else FromFeatureMap
+    elif cluster_mode == "online":
+        dino = online_dino(ckpt["cluster_source"], dino_weights, spec.crop, dev)
+        make = lambda _, objects: FromDino(dino, objects)  # noqa: E731 - no cached array online
+    seed = ckpt["train_config"].get("seed", 0)  # seeds the first FPS centres (converted checkpoints carry none)
 
-    def segmenter(image, cluster_map):
-        probs = segment(model, image, cluster_map, emb, seen, calibration, short=spec.test_short, crop=spec.crop,
-                        stride=spec.slide_stride, mode=mode)
+    def segmenter(image, cached, image_id):
+        probs = segment(model, image, emb, seen, calibration, short=spec.test_short, crop=spec.crop,
+                        stride=spec.slide_stride, mode=mode, clusters=make(cached, k) if make else None,
+                        image_id=image_id, seed=seed)
         return probs.argmax(0)
 
     conf, failed, seconds = run_split(dataset, samples, segmenter, dev, maps=maps, workers=workers, progress=progress,
                                       desc=f"eval {dataset_name} {split}")
     evaluated = len(samples) - len(failed)
     return {"checkpoint": str(checkpoint), "dataset": dataset_name, "split": split, "mode": mode,
+            "cluster_mode": cluster_mode,
             "images": evaluated, "images_in_split": len(in_split), "limit": limit, "cache": cache,
             "without_clusters": without_clusters, "failed": failed, "seconds": seconds,
             "images_per_second": evaluated / seconds if seconds else 0.0,

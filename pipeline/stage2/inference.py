@@ -3,8 +3,8 @@
 The image's short side is resized to the dataset's test size; `slide` runs the model on crop x crop windows
 (stride as in the reference, all windows in one batch), `whole` on the whole resized image padded to a multiple
 of 16. Per window: probabilities sigmoid(0.5 decoder + 0.5 mps) minus the seen-class calibration; overlapping
-windows are averaged, the map is resized bilinearly to the original size. Each window takes its per-patch
-cluster labels from the image's S x S cluster map at its own patch centres.
+windows are averaged, the map is resized bilinearly to the original size. Each window gets its per-patch clusters
+in the checkpoint's cluster mode (pipeline/stage2/window_clusters.py).
 """
 
 from __future__ import annotations
@@ -16,17 +16,21 @@ import torch.nn.functional as F
 from oczss.model import probabilities
 from oczss.pipeline.runtime import autocast
 from oczss.pipeline.data.transforms import MEAN, STD, View, eval_size, resize, windows
+from oczss.pipeline.stage2.window_clusters import window_firsts
 
 
+WINDOWS_PER_FORWARD = 8
 INDUCTIVE_CALIBRATION = 0.1  # subtracted from seen-class probabilities of an inductive model (docs/protocol.md §5)
 
 
 @torch.no_grad()
-def segment(model, image: np.ndarray, cluster_map: np.ndarray | None, text: torch.Tensor, seen: list[int],
-            calibration: float, *, short: int, crop: int, stride: int, mode: str = "slide") -> torch.Tensor:
+def segment(model, image: np.ndarray, text: torch.Tensor, seen: list[int], calibration: float, *, short: int,
+            crop: int, stride: int, mode: str = "slide", clusters=None, image_id: str = "", seed: int = 0
+            ) -> torch.Tensor:
     """Class probabilities fp32 [K, H, W] at the original resolution of `image` (uint8 [H, W, 3]).
 
-    cluster_map: uint8 [S, S] cluster labels of the whole image (None for mask sources that need none).
+    clusters: the windows' object clusters (pipeline/stage2/window_clusters.py), None for mask sources that need
+    none; image_id, seed: seed each window's first FPS centre (for `clusters` and the `clip` mask source).
     seen, calibration: subtracted from the probability of each seen class (0.1 for an inductive model, else 0).
     """
     device = text.device
@@ -40,21 +44,20 @@ def segment(model, image: np.ndarray, cluster_map: np.ndarray | None, text: torc
     patch = model.encoder.patch_size
     pw, ph = -(-bw // patch) * patch, -(-bh // patch) * patch  # window padded to whole patches
     batch = torch.zeros(len(boxes), 3, ph, pw, device=device)
-    clusters = []
     for i, (left, top, w, h) in enumerate(boxes):
         batch[i, :, :h, :w] = x[:, top:top + h, left:left + w]
-        if cluster_map is not None:
-            clusters.append(View(w, h, left, top, sw, sh).patch_clusters(cluster_map, ph // patch, pw // patch, patch))
-    labels = torch.from_numpy(np.stack(clusters)).to(device) if clusters else None
+    views = [View(w, h, left, top, sw, sh) for left, top, w, h in boxes]
+    first = window_firsts(image_id, seed, len(boxes), (ph // patch) * (pw // patch)).to(device)
     probs = torch.zeros(text.shape[0], sh, sw, device=device)
     count = torch.zeros(1, sh, sw, device=device)
-    for start in range(0, len(boxes), 8):  # at most 8 windows per forward
+    for start in range(0, len(boxes), WINDOWS_PER_FORWARD):
+        part = slice(start, start + WINDOWS_PER_FORWARD)
+        labels = clusters(batch[part], views[part], patch, first[part]) if clusters is not None else None
         with autocast(device):
-            out = model(batch[start:start + 8], None if labels is None else labels[start:start + 8], text)
+            out = model(batch[part], labels, text, first[part])
         p = probabilities(out, seen, calibration)
-        for j, (left, top, w, h) in enumerate(boxes[start:start + 8]):
+        for j, (left, top, w, h) in enumerate(boxes[part]):
             probs[:, top:top + h, left:left + w] += p[j, :, :h, :w]
             count[:, top:top + h, left:left + w] += 1
     probs = probs / count
     return F.interpolate(probs[None], size=(h0, w0), mode="bilinear", align_corners=False)[0]
-

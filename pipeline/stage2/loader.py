@@ -18,7 +18,7 @@ from oczss.model import IGNORE
 from oczss.pipeline.data.datasets import Dataset, DatasetSpec, Sample
 from oczss.pipeline.data.images import ImageError, load_rgb
 from oczss.pipeline.data.transforms import train_view
-from oczss.pipeline.stage2.clusters import ClusterMaps
+from oczss.pipeline.stage2.clusters import CachedMaps
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +42,19 @@ def label_lut(spec: DatasetSpec, setting: str) -> np.ndarray:
 
 class TrainData(torch.utils.data.Dataset):
     """Augmented training views. Item (index, position) -> {image float32 [3, C, C], label int64 [C, C] (remapped
-    for the setting), clusters int64 [(C/patch)^2]}.
+    for the setting), first int64 [] (the view's first FPS centre, a patch index drawn from the sample's seeded
+    generator)} and, by cluster mode (pipeline/stage2/clusters.py), clusters int64 [M] (whole) or features float16
+    [M, D] (view), M = (C / patch)^2.
 
     The augmentation (crop with cat_max_ratio, flip, ...) sees the dataset's own labels, as in the reference; the
-    seen/unseen remap is applied to the finished view. A sample whose image cannot be decoded, or whose cluster
+    seen/unseen remap is applied to the finished view. A sample whose image cannot be decoded, or whose cached
     shard is damaged and skipped, is replaced by the next one (reported once).
     """
 
-    def __init__(self, dataset: Dataset, samples: list[Sample], setting: str, maps: ClusterMaps | None,
+    def __init__(self, dataset: Dataset, samples: list[Sample], setting: str, maps: CachedMaps | None, mode: str,
                  crop: int, patch: int, seed: int):
-        self.dataset, self.samples, self.maps, self.crop, self.seed = dataset, samples, maps, crop, seed
-        self.patch = patch
+        self.dataset, self.samples, self.maps, self.mode, self.crop = dataset, samples, maps, mode, crop
+        self.patch, self.seed = patch, seed
         self.lut = label_lut(dataset.spec, setting)
 
     def __len__(self) -> int:
@@ -63,8 +65,8 @@ class TrainData(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, position])
         for attempt in range(len(self.samples)):
             sample = self.samples[(index + attempt) % len(self.samples)]
-            cluster_map = self.maps.cluster_map(sample.image_id) if self.maps is not None else None
-            if self.maps is not None and cluster_map is None:
+            cached = self.maps.get(sample.image_id) if self.maps is not None else None
+            if self.maps is not None and cached is None:
                 continue  # a damaged shard the user asked to skip
             try:
                 image = np.asarray(load_rgb(sample.image))
@@ -79,10 +81,13 @@ class TrainData(torch.utils.data.Dataset):
                              f"{sample.image} is {image.shape[1]}x{image.shape[0]}")
         img, lab, view = train_view(image, label, self.dataset.spec.train_scale, self.crop, rng)
         side = self.crop // self.patch
-        clusters = (view.patch_clusters(cluster_map, side, side, self.patch) if cluster_map is not None
-                    else np.zeros(side * side, np.int64))
-        return {"image": torch.from_numpy(img), "label": torch.from_numpy(self.lut[lab].astype(np.int64)),
-                "clusters": torch.from_numpy(clusters)}
+        item = {"image": torch.from_numpy(img), "label": torch.from_numpy(self.lut[lab].astype(np.int64)),
+                "first": torch.tensor(int(rng.integers(side * side)))}
+        if self.mode == "whole" and cached is not None:
+            item["clusters"] = torch.from_numpy(view.patch_clusters(cached, side, side, self.patch))
+        elif self.mode == "view" and cached is not None:
+            item["features"] = torch.from_numpy(view.patch_features(cached, side, side, self.patch))
+        return item
 
 
 class Positions(torch.utils.data.Sampler):

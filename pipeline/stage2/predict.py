@@ -1,7 +1,8 @@
 """`oczss predict --method oczss`: segment any images with any class names with a trained checkpoint, no cache.
 
-Text embeddings for the given names are computed on the fly (or read from `--text`); DINO clusters are computed
-on the fly with the same DINO, input size, grid and seed the checkpoint's training cache used. An inductive
+Text embeddings for the given names are computed on the fly (or read from `--text`); the object prompts' clusters
+are made as in the checkpoint's cluster mode, with what Stage 1 would have cached computed on the fly (the same
+DINO, input size, grid, seed and basis the checkpoint's training cache used) or DINO on each window (online). An inductive
 model's calibration applies to the given classes whose names it was trained on. The outputs are those of
 pipeline/prediction.py.
 """
@@ -14,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from oczss.errors import OCZSSError
 from oczss.model.clustering import cluster_maps
-from oczss.model.dino import DinoFeatures, load_dino
+from oczss.model.compaction import compact
+from oczss.model.dino import DinoFeatures, load_dino, resize_grid
 from oczss.model.weights import RANDOM_NOTE, fingerprint
 from oczss.pipeline.data.datasets import spec as dataset_spec
 from oczss.pipeline.data.images import load_resized
@@ -24,12 +27,15 @@ from oczss.pipeline.runtime import resolve_device
 from oczss.pipeline.stage2 import checkpoint as ckpt_io
 from oczss.pipeline.stage2.inference import INDUCTIVE_CALIBRATION, segment
 from oczss.pipeline.stage2.text import class_text
+from oczss.pipeline.stage2.window_clusters import FromClusterMap, FromDino, FromFeatureMap, online_dino, trained_mode
 
 log = logging.getLogger(__name__)
 
 
-class OnTheFlyClusters:
-    """The training cache's DINO FPS-Voronoi clustering, computed per image: uint8 [S, S]."""
+class OnTheFlyCache:
+    """What Stage 1 would have cached for an image, computed on the fly with the training cache's DINO, input size,
+    grid and seed: the cluster map uint8 [S, S] (whole mode) or the compact tokens float16 [T, T, D] with the
+    cache's basis (view mode)."""
 
     def __init__(self, source: dict, k: int, weights: str | None, device: torch.device):
         weights = weights or ("random" if source["random_weights"] else "pretrained")
@@ -39,15 +45,21 @@ class OnTheFlyClusters:
                         "will differ", weights)
         self.extract = DinoFeatures(model, source["grid"]).to(device)
         self.size, self.seed, self.k, self.device = source["input_size"], source["seed"], k, device
+        self.basis = (source["feature_mean"], source["feature_basis"]) if source["mode"] == "view" else None
 
     def __call__(self, path: Path) -> np.ndarray:
         image = torch.from_numpy(load_resized(path, self.size))[None].to(self.device)
-        return cluster_maps(self.extract(image), [path.stem], self.seed, [self.k])[self.k][0].cpu().numpy()
+        tokens = self.extract.token_grid(self.extract.normalise(image))
+        if self.basis is not None:
+            return compact(tokens.permute(0, 2, 3, 1), *self.basis)[0].cpu().numpy()
+        feats = resize_grid(tokens, (self.extract.grid,) * 2).flatten(2).transpose(1, 2)
+        return cluster_maps(feats, [path.stem], self.seed, [self.k])[self.k][0].cpu().numpy()
 
 
 def predict(images: list[str], checkpoint: str, classes: list[str], out_dir: str | Path, *, device: str = "auto",
             weights: str | None = None, dino_weights: str | None = None, text: str | None = None,
-            mode: str = "slide", overwrite: bool = False, progress: bool = True) -> list[Path]:
+            mode: str = "slide", overwrite: bool = False, cluster_mode: str | None = None,
+            progress: bool = True) -> list[Path]:
     """Write overlay and label PNGs for every readable image; corrupt ones are reported and skipped."""
     classes = class_list(classes)
     out_dir = Path(out_dir)
@@ -59,13 +71,23 @@ def predict(images: list[str], checkpoint: str, classes: list[str], out_dir: str
     trained_seen = {n.lower() for i, n in enumerate(ckpt["classes"]) if i not in set(ckpt["unseen"])}
     seen = [i for i, c in enumerate(classes) if c.lower() in trained_seen]
     calibration = INDUCTIVE_CALIBRATION if ckpt["setting"] == "inductive" else 0.0
-    clusters = None
-    if model.config.mask_source == "dino":
-        clusters = OnTheFlyClusters(ckpt["cluster_source"], model.config.num_objects, dino_weights, dev)
+    k, make, cached = model.config.num_objects, None, None
+    cluster_mode = trained_mode(ckpt, cluster_mode) if model.config.mask_source == "dino" else None
+    if cluster_mode in ("whole", "view"):
+        source = {**ckpt["cluster_source"], "mode": cluster_mode}
+        if cluster_mode == "view" and "feature_basis" not in source:
+            raise OCZSSError("this checkpoint was trained without compact features; use --cluster-mode whole or online")
+        cached = OnTheFlyCache(source, k, dino_weights, dev)
+        make = FromClusterMap if cluster_mode == "whole" else FromFeatureMap
+    elif cluster_mode == "online":
+        dino = online_dino(ckpt["cluster_source"], dino_weights, spec.crop, dev)
+        make = lambda _, objects: FromDino(dino, objects)  # noqa: E731 - no cached array online
+    seed = ckpt["train_config"].get("seed", 0)  # seeds the first FPS centres (converted checkpoints carry none)
 
     def segmenter(path: Path, image: np.ndarray) -> torch.Tensor:
-        probs = segment(model, image, clusters(path) if clusters else None, emb, seen, calibration,
-                        short=spec.test_short, crop=spec.crop, stride=spec.slide_stride, mode=mode)
+        clusters = make(cached(path) if cached else None, k) if make else None
+        probs = segment(model, image, emb, seen, calibration, short=spec.test_short, crop=spec.crop,
+                        stride=spec.slide_stride, mode=mode, clusters=clusters, image_id=path.stem, seed=seed)
         return probs.argmax(0)
 
     return predict_images(jobs, segmenter, classes, out_dir, RANDOM_NOTE if ckpt["random_weights"] else "", progress)

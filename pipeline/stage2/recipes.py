@@ -82,12 +82,16 @@ def _recipes() -> dict[str, tuple[str, TrainConfig]]:
     for n in (1, 2, 4):
         add(f"voc-t8-cross{n}", f"Table 8: {n}x plain cross-attention instead of ORA",
             _base("voc", refiner="cross_attention", cross_attention_layers=n, granular=False))
-    for s in range(8):
-        add(f"voc-t10-s{s}", f"Table 10: S = {s} ORA iterations",
-            _base("voc", **(dict(refiner="none", granular=False) if s == 0 else dict(ora_iterations=s))))
+    for s in range(8):  # S = 0 (86.1 hIoU) is Table 6's baseline (86.1): no ORA and so no object prompts either
+        add(f"voc-t10-s{s}", f"Table 10: S = {s} ORA iterations" + (" (= Table 6's baseline)" if s == 0 else ""),
+            _base("voc", **(otseg if s == 0 else dict(ora_iterations=s))))
     for n in range(2, 9):
         add(f"voc-t14-no{n}", f"Table 14: n_o = {n} object prompts", _base("voc", num_objects=n))
-    demo = dataclasses.replace(_base("demo"), batch_size=8, warmup_iters=30, lr=1e-4, workers=2, save_every=100)
+    for mode, what in (("view", "cached compact DINO tokens clustered per view in the step (Table 11 setup)"),
+                       ("whole", "the cache's whole-image clusters sampled per view"),
+                       ("online", "DINO on each view, clustered in the step (no cache)")):
+        add(f"voc-clusters-{mode}", f"cluster mode {mode}: {what}", dataclasses.replace(_base("voc"), cluster_mode=mode))
+    demo = dataclasses.replace(_base("demo"), batch_size=8, warmup_iters=30, lr=3e-4, workers=2, save_every=100)
     add("demo", "the built-in demo: tiny random-weight model, a few minutes on a CPU", demo)
     return out
 

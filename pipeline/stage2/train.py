@@ -34,7 +34,9 @@ from oczss.pipeline.data.datasets import Dataset
 from oczss.pipeline.data.pairs import check_pairs
 from oczss.pipeline.runtime import autocast, init_distributed
 from oczss.pipeline.stage2 import checkpoint as ckpt_io
-from oczss.pipeline.stage2.clusters import with_clusters
+from oczss.model.dino import DinoFeatures, load_dino
+from oczss.model.weights import fingerprint
+from oczss.pipeline.stage2.clusters import StepClusters, device_batches, open_cached
 from oczss.pipeline.stage2.config import TrainConfig
 from oczss.pipeline.stage2.loader import UNSEEN, Positions, TrainData, seed_worker
 from oczss.pipeline.stage2.runlog import NonFiniteLoss, RunLog
@@ -81,6 +83,9 @@ class Run:
     accum: int
     rank: int
     device: torch.device
+    mode: str  # the cluster mode, "none" for mask sources that need no DINO clusters
+    dino: DinoFeatures | None  # the online mode's DINO
+    cfg_crop: int  # the training crop
 
 
 def train(cfg: TrainConfig, *, out: str | Path, data_root: str | None, cache: str | None, device: str = "auto",
@@ -122,18 +127,23 @@ def _setup(cfg: TrainConfig, out: Path, data_root, cache, device: str, resume: b
     if cfg.unseen is not None:
         dataset.spec = dataclasses.replace(dataset.spec, unseen=tuple(sorted(cfg.unseen)))
     spec = dataset.spec
-    samples, maps, source = dataset.samples("train"), None, None
+    samples, maps, source, dino = dataset.samples("train"), None, None, None
     check_pairs(samples, f"{cfg.dataset} train", show_progress=progress)
-    if model_cfg.mask_source == "dino":
+    rank, world, dev = init_distributed(device)
+    mode = cfg.cluster_mode if model_cfg.mask_source == "dino" else "none"
+    if mode in ("whole", "view"):
         if cache is None:
             raise OCZSSError("the model's object prompts need DINO clusters: pass --cache (see `oczss precompute`)")
-        samples, maps, dropped = with_clusters(samples, cache, cfg.dataset, "train", model_cfg.num_objects,
-                                               skip_damaged=skip_damaged)
+        samples, maps, dropped, source = open_cached(samples, cache, cfg.dataset, "train", mode,
+                                                     model_cfg.num_objects, skip_damaged=skip_damaged)
         if dropped:
             log.warning("%d of %d %s/train samples have no cluster labels in %s (missing or failed in precompute) "
                         "and are skipped", dropped, dropped + len(samples), cfg.dataset, cache)
-        source = maps.source
-    rank, world, dev = init_distributed(device)
+    elif mode == "online":
+        model_dino = load_dino(cfg.dino_model, cfg.dino_weights, spec.crop, dynamic=True)
+        source = {"mode": "online", "dino_model": cfg.dino_model, "fingerprint": fingerprint(model_dino),
+                  "random_weights": cfg.dino_weights == "random"}
+        dino = DinoFeatures(model_dino, 0).to(dev)
     micro = cfg.micro_batch or cfg.batch_size // world
     if micro < 1 or cfg.batch_size % (micro * world):
         raise OCZSSError(f"batch {cfg.batch_size} is not a multiple of micro-batch {micro} x {world} process(es)")
@@ -155,7 +165,7 @@ def _setup(cfg: TrainConfig, out: Path, data_root, cache, device: str, resume: b
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     workers = min(cfg.workers, os.cpu_count() or 1)
     loader = torch.utils.data.DataLoader(
-        TrainData(dataset, samples, cfg.setting, maps, spec.crop, model.encoder.patch_size, cfg.seed),
+        TrainData(dataset, samples, cfg.setting, maps, mode, spec.crop, model.encoder.patch_size, cfg.seed),
         batch_size=micro, sampler=Positions(len(samples), cfg.seed, step * accum, micro, world, rank),
         num_workers=workers, pin_memory=dev.type == "cuda", worker_init_fn=seed_worker,
         persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
@@ -171,7 +181,7 @@ def _setup(cfg: TrainConfig, out: Path, data_root, cache, device: str, resume: b
                               "micro_batch": micro, "workers": workers, "accumulation": accum,
                               "samples": len(samples)}}
     run = Run(cfg, out, model, net, optimizer, scheduler, loader, text[seen] if cfg.setting == "inductive" else text,
-              seen, meta, step, accum, rank, dev)
+              seen, meta, step, accum, rank, dev, mode, dino, spec.crop)
     return run, None if state is None else state["rng"], log_config
 
 
@@ -186,7 +196,10 @@ def _loop(run: Run, writer: RunLog, resumed_rng: dict | None, progress: bool) ->
     """Iterate to cfg.iters; on Ctrl-C, SIGTERM or an error, save last.pt at the last completed step."""
     cfg, last = run.cfg, run.out / "last.pt"
     torch.manual_seed(cfg.seed + run.rank)  # dropout; the data stream is seeded per sample
-    batches = iter(run.loader)  # draws from torch's RNG: before the resumed state is put back
+    side = run.cfg_crop // run.model.encoder.patch_size
+    clusters = StepClusters(run.mode, run.model.config.num_objects, (side, side), run.dino)
+    batches = device_batches(iter(run.loader), run.device, clusters)  # draws from torch's RNG: before the resumed
+    # state is put back
     if resumed_rng is not None:
         ckpt_io.set_rng_state(resumed_rng)
     run.net.train()
@@ -234,15 +247,15 @@ def _iteration(run: Run, batches, writer: RunLog) -> None:
     single = not isinstance(run.net, torch.nn.parallel.DistributedDataParallel)
     for m in range(run.accum):
         tw = time.perf_counter()
-        batch = next(batches)
+        batch = next(batches)  # on the device, with its patch_clusters (clusters.device_batches)
         dev = run.device
-        images, target = batch["image"].to(dev, non_blocking=True), batch["label"].to(dev, non_blocking=True)
-        patch_clusters = batch["clusters"].to(dev, non_blocking=True)
+        images, target = batch["image"], batch["label"]
+        patch_clusters = batch["patch_clusters"]
         waited += time.perf_counter() - tw
         sync = single or m == run.accum - 1
         with contextlib.nullcontext() if sync else run.net.no_sync():
             with autocast(dev):
-                outputs = run.net(images, patch_clusters, run.text)
+                outputs = run.net(images, patch_clusters, run.text, batch["first"])
                 if run.cfg.setting == "transductive":
                     target = pseudo_label(outputs, target, run.seen)
                 loss = run.model.loss(outputs, target)

@@ -1,0 +1,78 @@
+"""Per-window object clusters at test time (eval's sliding windows, predict), one class per cluster mode
+(pipeline/stage2/clusters.py). Each takes the windows' batch (ImageNet-normalised [n, 3, h, w]), their `View`s
+(where each window lies in the resized image), the model's patch size and each window's first FPS centre, and
+returns the per-patch assignment LongTensor [n, (h/patch) * (w/patch)] on the batch's device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from oczss.errors import OCZSSError
+from oczss.model.clustering import first_centres, fps_voronoi
+from oczss.model.dino import DinoFeatures, load_dino
+from oczss.model.weights import fingerprint
+from oczss.pipeline.data.transforms import View
+from oczss.pipeline.stage2.clusters import dino_patch_features
+
+
+def window_firsts(image_id: str, seed: int, windows: int, patches: int) -> torch.Tensor:
+    """First FPS centre of each window of an image, seeded by (seed, image id, window index): LongTensor[n]."""
+    return first_centres([f"{image_id}#{i}" for i in range(windows)], seed, patches)
+
+
+class FromClusterMap:
+    """whole: the image's cached S x S cluster map sampled at each window's patch centres."""
+
+    def __init__(self, cluster_map: np.ndarray, k: int):
+        self.cluster_map, self.k = cluster_map, k
+
+    def __call__(self, batch: torch.Tensor, views: list[View], patch: int, first: torch.Tensor) -> torch.Tensor:
+        rows, cols = batch.shape[-2] // patch, batch.shape[-1] // patch
+        maps = [v.patch_clusters(self.cluster_map, rows, cols, patch) for v in views]
+        return torch.from_numpy(np.stack(maps)).to(batch.device)
+
+
+class FromFeatureMap:
+    """view: the image's compact DINO tokens [T, T, D] sampled at each window's patch centres, then FPS-Voronoi."""
+
+    def __init__(self, feature_map: np.ndarray, k: int):
+        self.feature_map, self.k = feature_map, k
+
+    def __call__(self, batch: torch.Tensor, views: list[View], patch: int, first: torch.Tensor) -> torch.Tensor:
+        rows, cols = batch.shape[-2] // patch, batch.shape[-1] // patch
+        feats = np.stack([v.patch_features(self.feature_map, rows, cols, patch) for v in views])
+        features = torch.from_numpy(feats).to(batch.device).float()
+        return fps_voronoi(features, [self.k], first.to(batch.device))[self.k]
+
+
+class FromDino:
+    """online: the frozen DINO on the windows themselves, its tokens on the patch grid, then FPS-Voronoi."""
+
+    def __init__(self, dino: DinoFeatures, k: int):
+        self.dino, self.k = dino, k
+
+    def __call__(self, batch: torch.Tensor, views: list[View], patch: int, first: torch.Tensor) -> torch.Tensor:
+        features = dino_patch_features(self.dino, batch, (batch.shape[-2] // patch, batch.shape[-1] // patch))
+        return fps_voronoi(features, [self.k], first.to(batch.device))[self.k]
+
+
+def trained_mode(ckpt: dict, override: str | None) -> str:
+    """The cluster mode a checkpoint was trained in (its cluster source), unless `override` names another."""
+    source = ckpt.get("cluster_source") or {}
+    return override or source.get("mode") or ckpt["train_config"].get("cluster_mode", "whole")
+
+
+def online_dino(source: dict, weights: str | None, crop: int, device: torch.device) -> DinoFeatures:
+    """The frozen DINO of the online mode, as the checkpoint's cluster source names it (any input size)."""
+    name = source.get("dino_model")
+    if not name:
+        raise OCZSSError("this checkpoint records no DINO for the online cluster mode; pass --cluster-mode whole "
+                         "or view with a cache")
+    weights = weights or ("random" if source.get("random_weights") else "pretrained")
+    model = load_dino(name, weights, crop, dynamic=True)
+    if source.get("fingerprint") and fingerprint(model) != source["fingerprint"]:
+        raise OCZSSError(f"DINO weights {weights!r} differ from those the checkpoint was trained with; pass the same "
+                         f"--dino-weights")
+    return DinoFeatures(model, 0).to(device)
