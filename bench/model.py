@@ -1,13 +1,19 @@
-"""Model throughput (Table 11) and inference memory (Table 4), in one run.
+"""Model throughput (Table 11), forward FLOPs and inference memory (Table 4), in one run.
 
     python bench/model.py [--device cuda] [--batch 16] [--size 512] [--iters 20]
     python bench/model.py --device cpu --tiny --batch 2 --size 128 --iters 3     # a smoke run without a GPU
+    python bench/model.py --flops-only                                         # the FLOP counts alone (any CPU)
 
 Training-step iterations/s (forward, §6 loss, backward, AdamW step; bf16 autocast on CUDA) for the rows of
 Table 11: the OTSeg baseline, + object prompts, + ORA, + granular attention (the full model), each also as a
 ratio to the frozen CLIP image tower's forward + backward alone (CLIP's own tokens, no prompts, through the
 same SDPA blocks, position embeddings resized to the grid, gradients flowing to the input) measured in the same
-run. Then the full model's peak inference memory at batch 1 (CUDA only).
+run, and as a ratio to the baseline next to the paper's A100 ratios (1.00, 0.96, 0.88, 0.82). Rows with ORA run
+for both readings of where ORA lives (`ora_space` width: the 768-d tokens; embed: the 512-d projected space).
+Rows with object prompts include the view mode's FPS-Voronoi of the batch in the step (Table 11's prompt row
+"includes clustering"). Then the forward FLOPs per 512^2 image of each row (torch's FlopCounterMode: an exact
+count of the matrix products and convolutions, device-independent; Table 4: OTSeg 61.9, OC-ZSS 64.0 GFLOPs)
+and the full model's peak inference memory at batch 1 (CUDA only).
 ViT-B/16 with random weights by default (the same arithmetic as the real ones, nothing to download; Sinkhorn's
 iteration count, which depends on the values, may differ from a trained model's); 15 seen classes x 8 templates
 (VOC's inductive training), cluster labels drawn at random. Goals (issue 3): full >= 0.6 of the encoder alone;
@@ -24,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from oczss.model import OCZSSConfig, build_model
+from oczss.model.clustering import fps_voronoi
 from oczss.pipeline.runtime import autocast, resolve_device
 
 ROWS = {
@@ -32,6 +39,29 @@ ROWS = {
     "+ ORA": dict(mask_source="dino", refiner="ora", granular=False),
     "+ granular attention (full)": dict(),
 }
+PAPER_RATIOS = {"baseline (OTSeg)": 1.00, "+ object prompts": 0.96, "+ ORA": 0.88, "+ granular attention (full)": 0.82}
+SPACES = ("width", "embed")
+
+
+def variants():
+    """(row name, ora_space, config overrides): the ORA rows once per reading of where ORA lives."""
+    for name, overrides in ROWS.items():
+        for space in (SPACES if overrides.get("refiner", "ora") == "ora" else (None,)):
+            yield name, space, {**overrides, **({"ora_space": space} if space else {})}
+
+
+def forward_gflops(base: dict, overrides: dict, size: int) -> float:
+    """Forward GFLOPs of one size^2 image (batch 1, 20 classes x 8 templates), counted on the CPU."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_model(OCZSSConfig(**base, **overrides)).eval()
+    one = argparse.Namespace(batch=1, size=size, classes=20)
+    images, labels, _ = inputs(one, torch.device("cpu"), model.encoder.patch_size)
+    text = F.normalize(torch.randn(20, 8, model.encoder.clip.output_dim), dim=-1)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(images, labels, text)
+    return round(counter.get_total_flops() / 1e9, 2)
 
 
 def sync(device: torch.device) -> None:
@@ -73,32 +103,25 @@ def peak_inference_memory(base: dict, args, device: torch.device) -> float:
     return round(torch.cuda.max_memory_allocated(device) / 1e9, 3)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--tiny", action="store_true", help="the tiny test backbone instead of ViT-B/16")
-    ap.add_argument("--weights", default="random", help="random (default), pretrained or a checkpoint path")
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--classes", type=int, default=15)
-    ap.add_argument("--iters", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=5)
-    args = ap.parse_args()
-    device = resolve_device(args.device)
-    base = dict(backbone="tiny" if args.tiny else "ViT-B-16", weights=args.weights)
-    results = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-               "backbone": base["backbone"], "batch": args.batch, "size": args.size, "rows": {}}
-
-    encoder_rate = None
-    for name, overrides in ROWS.items():
+def rows(results: dict, base: dict, args, device: torch.device) -> None:
+    """Table 11: training-step it/s of every row (ORA rows in both spaces), against the frozen encoder and the
+    baseline."""
+    encoder_rate = baseline = None
+    results["rows"] = {}
+    for name, space, overrides in variants():
         model = build_model(OCZSSConfig(**base, **overrides)).to(device).train()
         text = F.normalize(torch.randn(args.classes, 8, model.encoder.clip.output_dim), dim=-1).to(device)
         images, labels, target = inputs(args, device, model.encoder.patch_size)
-        optimiser = torch.optim.AdamW(model.trainable_parameters(), lr=2e-4, weight_decay=0.01)
+        features = torch.randn(args.batch, labels.shape[1], 32, device=device)  # the view mode's compact tokens
+        first = torch.zeros(args.batch, dtype=torch.long, device=device)
+        optimiser = torch.optim.AdamW(model.trainable_parameters(), lr=2e-4, weight_decay=0.01,
+                                      fused=device.type == "cuda")
+        prompts = model.config.object_prompts
 
         def train_step():
+            clusters = fps_voronoi(features, [6], first)[6] if prompts else None
             with autocast(device):
-                loss = model.loss(model(images, labels, text), target)["total"]
+                loss = model.loss(model(images, clusters, text), target)["total"]
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -114,10 +137,37 @@ def main() -> None:
             encoder_rate = rate(encoder_step, device, args.warmup, args.iters)
             results["frozen encoder fwd+bwd it/s"] = round(encoder_rate, 2)
         step_rate = rate(train_step, device, args.warmup, args.iters)
-        results["rows"][name] = {"it/s": round(step_rate, 2), "ratio to encoder": round(step_rate / encoder_rate, 3)}
+        baseline = baseline or step_rate
+        results["rows"][f"{name} [{space}]" if space else name] = {
+            "it/s": round(step_rate, 2), "ratio to encoder": round(step_rate / encoder_rate, 3),
+            "ratio to baseline": round(step_rate / baseline, 3), "paper (A100)": PAPER_RATIOS[name]}
         del model, optimiser, train_step
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--tiny", action="store_true", help="the tiny test backbone instead of ViT-B/16")
+    ap.add_argument("--weights", default="random", help="random (default), pretrained or a checkpoint path")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--classes", type=int, default=15)
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--flops-only", action="store_true", help="count forward FLOPs only (no timing)")
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+    base = dict(backbone="tiny" if args.tiny else "ViT-B-16", weights=args.weights)
+    results = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+               "backbone": base["backbone"], "batch": args.batch, "size": args.size}
+
+    if not args.flops_only:
+        rows(results, base, args, device)
+    results["forward GFLOPs per image"] = {f"{name} [{space}]" if space else name: forward_gflops(base, o, args.size)
+                                           for name, space, o in variants()}
     key = "full model peak inference memory GB (batch 1, 20 classes)"
     results[key] = peak_inference_memory(base, args, device) if device.type == "cuda" else "n/a (CUDA only)"
+    results["date"] = time.strftime("%Y-%m-%d")
     print(json.dumps(results, indent=2))
 
 

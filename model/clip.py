@@ -1,7 +1,7 @@
 """Frozen open_clip towers by name and weights: `pretrained` (open_clip's `openai` tag), a local path, `random`, or
 `checkpoint` (EMBEDDED: an image tower's state dict carried inside an oczss checkpoint, handed over by the caller).
 
-The architecture is open_clip's own CLIP class with QuickGELU (OpenAI CLIP, protocol §4), built from open_clip's
+The architecture is open_clip's own CLIP class with QuickGELU (OpenAI CLIP, docs/protocol.md §4), built from open_clip's
 model config for a name like `ViT-B-16`, or from TINY for `tiny`; `image_size` lays the position embeddings out for
 another input size (a converted OTSeg checkpoint stores them for its 512 or 480 training crop). Local checkpoints
 may be open_clip / OpenAI state dicts (.pt, .bin, .safetensors, TorchScript archives) with `visual.`-prefixed

@@ -1,4 +1,4 @@
-"""OTSeg's decoder, unchanged (§3.1 eqs. 1-2, App. B, protocol §5): relationship descriptor, MPS path, MPSA layers.
+"""OTSeg's decoder, unchanged (§3.1 eqs. 1-2, App. B, docs/protocol.md §5): relationship descriptor, MPS path, MPSA layers.
 
 Notation: B images, K classes, N text prompts per class, M patches, C = 512 (the CLIP embedding width).
 """
@@ -67,7 +67,7 @@ class DecoderLayer(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Relationship descriptor + MPS path + stacked MPSA layers (protocol §5).
+    """Relationship descriptor + MPS path + stacked MPSA layers (docs/protocol.md §5).
 
     q = q_proj(concat(g ⊙ t, t)) [B, K, N, C] (§3.1, shared by both paths). MPS logits (eq. 2 before the sigmoid)
     from q and the MPS features; decoder logits from the layers' score maps A_1..A_L as

@@ -1,4 +1,4 @@
-"""The prompted frozen CLIP image encoder: deep VPT (protocol §4) and frozen object prompts (§3.2).
+"""The prompted frozen CLIP image encoder: deep VPT (docs/protocol.md §4) and frozen object prompts (§3.2).
 
 Every block of open_clip's ViT runs through `torch.nn.functional.scaled_dot_product_attention` with the
 additive mask of §3.2 (the same mask in all L layers); the CLIP weights stay frozen and are used as stored.
@@ -30,7 +30,7 @@ class EncoderOutput:
 class PromptedEncoder(nn.Module):
     """open_clip ViT (frozen) + deep VPT (trainable) + n_o frozen object prompts.
 
-    Deep VPT as in the reference (protocol §4): P tokens per layer inserted after `ln_pre` without position
+    Deep VPT as in the reference (docs/protocol.md §4): P tokens per layer inserted after `ln_pre` without position
     embedding, shallow `prompt_embeddings` [1, P, W] for layer 0, `deep_prompt_embeddings` [L-1, P, W] replacing
     the prompt slots before layers 1..L-1, all through one shared `prompt_proj` (Linear W -> W, kaiming-normal
     fan_out) and Dropout(0.1); init U(-v, v), v = sqrt(6 / (3 * p * p + W)); a trainable `prompt_norm`
@@ -78,7 +78,7 @@ class PromptedEncoder(nn.Module):
         patches, cls_input, grid = self._embed(images)
         b, m, width = patches.shape
         ln_pre = self.clip.ln_pre
-        cls = self.clip.class_embedding + cls_input  # the reference's double class embedding (protocol §4)
+        cls = self.clip.class_embedding + cls_input  # the reference's double class embedding (docs/protocol.md §4)
         prompts = self.prompt_dropout(self.prompt_proj(torch.cat([self.prompt_embeddings,
                                                                   self.deep_prompt_embeddings])))
         parts = [ln_pre(cls).expand(b, 1, width), prompts[0].expand(b, -1, -1), ln_pre(patches)]
@@ -101,7 +101,7 @@ class PromptedEncoder(nn.Module):
         return EncoderOutput(cls=x[:, 0], patches=x[:, 1 + p:1 + p + m], objects=objects, grid=grid)
 
     def project(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The frozen output head: ln_post, proj W -> C, then L2 normalisation (g and H of protocol §4)."""
+        """The frozen output head: ln_post, proj W -> C, then L2 normalisation (g and H of docs/protocol.md §4)."""
         return F.normalize(self.clip.ln_post(tokens) @ self.clip.proj, dim=-1)
 
     def clip_features(self, images: torch.Tensor) -> torch.Tensor:

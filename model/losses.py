@@ -1,4 +1,4 @@
-"""The training loss (eq. 3; protocol §6): focal_weight x sigmoid focal + dice_weight x dice, on the decoder and
+"""The training loss (eq. 3; docs/protocol.md §6): focal_weight x sigmoid focal + dice_weight x dice, on the decoder and
 on the MPS output, normalised by num_masks.
 
 Targets are class indices into the text given to the model (255 = ignore; in inductive training unseen pixels

@@ -20,7 +20,7 @@ def attention_mask(labels: torch.Tensor, num_vpt: int, num_objects: int,
 
     Zeros among CLS, VPT and patch tokens; every object-prompt row and column is -inf except
     prompt j -> patch i and patch i -> prompt j for i in cluster c_j (eqs. 5, 6) and prompt j -> itself (Alg. 1,
-    line 11). Alg. 1 line 8 initialises the whole mask to -inf; we follow §3.2's text and DESIGN.md instead
+    line 11). Alg. 1 line 8 initialises the whole mask to -inf; we follow §3.2's text instead
     (zeros for CLS/VPT/patches), since otherwise the frozen CLIP tokens could not attend to one another.
 
     Args:

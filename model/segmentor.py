@@ -139,7 +139,7 @@ def _upsample(logits: torch.Tensor, grid: tuple[int, int], size) -> torch.Tensor
 
 
 def probabilities(outputs: dict, seen_classes, calibration: float) -> torch.Tensor:
-    """Inference ensemble (protocol §5): sigmoid(0.5 * decoder + 0.5 * mps) [B, K, H, W], minus `calibration` on
+    """Inference ensemble (docs/protocol.md §5): sigmoid(0.5 * decoder + 0.5 * mps) [B, K, H, W], minus `calibration` on
     the seen-class channels (0.1 for an inductive model, 0 for a transductive one)."""
     p = torch.sigmoid(0.5 * outputs["decoder"].float() + 0.5 * outputs["mps"].float())
     if calibration:

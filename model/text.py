@@ -1,5 +1,5 @@
 """Class text embeddings [classes, templates, C]: computed with open_clip's text tower and OTSeg's templates and
-cached on disk, or loaded from OTSeg's shipped .npy arrays (protocol §3).
+cached on disk, or loaded from OTSeg's shipped .npy arrays (docs/protocol.md §3).
 
 Every template is kept (no averaging): each prompt embedding is L2-normalised, reshaped to (K, N, C) and
 normalised again, as the reference does. VOC uses the first 6 templates, Context and COCO all 8.

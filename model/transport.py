@@ -1,4 +1,4 @@
-"""Log-domain Sinkhorn with uniform marginals, as in OTSeg (protocol §5; App. B), for MPS and MPSA."""
+"""Log-domain Sinkhorn with uniform marginals, as in OTSeg (docs/protocol.md §5; App. B), for MPS and MPSA."""
 
 from __future__ import annotations
 

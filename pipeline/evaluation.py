@@ -69,6 +69,13 @@ def run_split(dataset: Dataset, samples: list[Sample], segmenter: Callable, devi
     return conf.cpu().numpy(), failed, time.perf_counter() - start
 
 
+def subset_note(report: dict) -> str:
+    """'' when the report covers its whole split, else ' of the N in the split (A SUBSET)'."""
+    if report["images"] == report["images_in_split"]:
+        return ""
+    return f" of the {report['images_in_split']} in the split (A SUBSET)"
+
+
 def write_json(report: dict, path: str | Path) -> None:
     """The report as JSON (NaN, e.g. the IoU of a class absent from the split, written as null)."""
     path = Path(path)

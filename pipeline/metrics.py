@@ -1,4 +1,4 @@
-"""Segmentation metrics over a whole split (protocol §8): per-class IoU from one accumulated confusion matrix,
+"""Segmentation metrics over a whole split (docs/protocol.md §8): per-class IoU from one accumulated confusion matrix,
 mIoU(S), mIoU(U), hIoU = 2 S U / (S + U), mIoU over all classes, pixel accuracy. Ignore index 255."""
 
 from __future__ import annotations

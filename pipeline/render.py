@@ -124,6 +124,6 @@ def render(image: Image.Image, labels: np.ndarray, names: list[str], title: str,
     for i, c in enumerate(present):
         x, y = PAD + (i % per_row) * LEGEND_CELL, top + h + PAD + (i // per_row) * LINE
         draw.rectangle((x, y + 2, x + 12, y + 14), fill=tuple(int(v) for v in palette[c]), outline=(0, 0, 0))
-        draw.text((x + 18, y), _fit(names[c], f": {100 * shares[c]:.0f} %", LEGEND_CELL - 24, font), fill=(0, 0, 0),
-                  font=font)
+        share = f": {100 * shares[c]:.0f} %" if shares[c] >= 0.005 else ": <1 %"
+        draw.text((x + 18, y), _fit(names[c], share, LEGEND_CELL - 24, font), fill=(0, 0, 0), font=font)
     return canvas

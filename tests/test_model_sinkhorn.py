@@ -1,4 +1,4 @@
-"""Sinkhorn (protocol §5) against the reference iteration, its marginals, and the MPS / MPSA score formulas."""
+"""Sinkhorn (docs/protocol.md §5) against the reference iteration, its marginals, and the MPS / MPSA score formulas."""
 
 import math
 

@@ -17,7 +17,7 @@ from oczss.pipeline.cass.segment import CassSegmenter
 from oczss.pipeline.data.classes import class_names
 from oczss.pipeline.data.datasets import Dataset
 from oczss.pipeline.data.pairs import check_pairs
-from oczss.pipeline.evaluation import run_split
+from oczss.pipeline.evaluation import run_split, subset_note
 from oczss.pipeline.metrics import scores
 from oczss.pipeline.runtime import resolve_device
 from oczss.pipeline.stage2.text import text_cache_dir
@@ -63,7 +63,7 @@ def evaluate(dataset_name: str, *, split: str = "val", recipe: str | None = None
 
 
 def format_report(r: dict) -> str:
-    subset = "" if r["images"] == r["images_in_split"] else f" of the {r['images_in_split']} in the split (A SUBSET)"
+    subset = subset_note(r)
     lines = [f"CASS ({r['recipe']}) on {r['dataset']}/{r['split']}, {r['images']} images{subset}, CLIP "
              f"{r['backbone']} ({r['weights']}), DINO {r['dino_model']} ({r['dino_weights']})"
              + (f", {RANDOM_NOTE}" if r["random_weights"] else "")]

@@ -1,6 +1,6 @@
 """Class lists of every benchmark, and the class names with synonyms that the training-free benchmarks prompt with.
 
-The OC-ZSS tuples (VOC 20, Context 59, COCO-Stuff 171) follow `reference/otseg-protocol.md` §1. ADE20K and
+The OC-ZSS tuples (VOC 20, Context 59, COCO-Stuff 171) follow docs/protocol.md §1. ADE20K and
 Cityscapes are mmsegmentation's names (ADE's "bed " without mmseg's trailing space). The `classnames/*.txt` files
 are the SCLIP / NACLIP `configs/cls_*.txt` files byte for byte: one class per line, synonyms separated by ", ".
 """

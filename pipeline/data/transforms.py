@@ -1,4 +1,4 @@
-"""Joint image / label / cluster-grid transforms (protocol §2; DESIGN "The cache").
+"""Joint image / label / cluster-map transforms (docs/protocol.md §2).
 
 Training view: Resize (ratio U(0.5, 2) of the dataset's img_scale, aspect kept) -> RandomCrop (cat_max_ratio 0.75,
 10 tries) -> horizontal flip (p 0.5) -> PhotoMetricDistortion -> ImageNet Normalize -> Pad (image 0, label 255).
@@ -129,7 +129,7 @@ def _affine(img: np.ndarray, alpha: float, beta: float) -> np.ndarray:
 
 
 def normalise(image: np.ndarray) -> np.ndarray:
-    """uint8 [H, W, 3] RGB -> float32 [3, H, W] with ImageNet mean/std (OTSeg's Normalize, protocol §2)."""
+    """uint8 [H, W, 3] RGB -> float32 [3, H, W] with ImageNet mean/std (OTSeg's Normalize, docs/protocol.md §2)."""
     return ((image.astype(np.float32) - MEAN) / STD).transpose(2, 0, 1).copy()
 
 
@@ -155,7 +155,7 @@ def train_view(image: np.ndarray, label: np.ndarray, img_scale: tuple[int, int],
 
 
 def eval_size(w: int, h: int, short: int) -> tuple[int, int]:
-    """Test resize: short side to `short`, aspect kept (mmseg Resize with min_size, protocol §2)."""
+    """Test resize: short side to `short`, aspect kept (mmseg Resize with min_size, docs/protocol.md §2)."""
     factor = short / min(w, h)
     return int(w * factor + 0.5), int(h * factor + 0.5)
 

@@ -19,7 +19,7 @@ from oczss.errors import OCZSSError
 from oczss.model.weights import RANDOM_NOTE
 from oczss.pipeline.data.datasets import Dataset, spec as dataset_spec
 from oczss.pipeline.data.pairs import check_pairs
-from oczss.pipeline.evaluation import run_split
+from oczss.pipeline.evaluation import run_split, subset_note
 from oczss.pipeline.runtime import resolve_device
 from oczss.pipeline.stage2 import checkpoint as ckpt_io
 from oczss.pipeline.stage2.clusters import open_cached
@@ -95,7 +95,7 @@ def evaluate(checkpoint: str, dataset_name: str, *, split: str = "val", mode: st
 
 
 def format_report(r: dict) -> str:
-    subset = "" if r["images"] == r["images_in_split"] else f" of the {r['images_in_split']} in the split (A SUBSET)"
+    subset = subset_note(r)
     lines = [f"{r['checkpoint']} (step {r['step']}, {r['setting']}, trained on {r['trained_on']}) on "
              f"{r['dataset']}/{r['split']}, {r['mode']}, {r['images']} images{subset}"
              + (f", {RANDOM_NOTE}" if r["random_weights"] else "")]
