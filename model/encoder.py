@@ -19,12 +19,12 @@ from oczss.model.masking import attention_mask
 @dataclass
 class EncoderOutput:
     """Last-layer tokens after the trainable `prompt_norm` (width-d): cls [B, W], patches [B, M, W] (H^L, row-major
-    on the grid), objects [B, n_o, W] (O^L) or None, grid (h, w)."""
+    on the grid), objects [B, n_o, W] (O^L) or None, patch_grid (h, w)."""
 
     cls: torch.Tensor
     patches: torch.Tensor
     objects: torch.Tensor | None
-    grid: tuple[int, int]
+    patch_grid: tuple[int, int]
 
 
 class PromptedEncoder(nn.Module):
@@ -98,7 +98,7 @@ class PromptedEncoder(nn.Module):
             x = _block(block, x, mask)
         x = self.prompt_norm(x)
         objects = x[:, 1 + p + m:] if self.num_objects else None
-        return EncoderOutput(cls=x[:, 0], patches=x[:, 1 + p:1 + p + m], objects=objects, grid=grid)
+        return EncoderOutput(cls=x[:, 0], patches=x[:, 1 + p:1 + p + m], objects=objects, patch_grid=grid)
 
     def project(self, tokens: torch.Tensor) -> torch.Tensor:
         """The frozen output head: ln_post, proj W -> C, then L2 normalisation (g and H of docs/protocol.md §4)."""

@@ -32,10 +32,10 @@ class GranularProjections(nn.Module):
         self.pointwise = nn.Parameter(torch.empty(count, branches, dim, dim).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(count, dim).uniform_(-bound, bound))
 
-    def forward(self, x: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+    def forward(self, x: torch.Tensor, patch_grid: tuple[int, int]) -> tuple[torch.Tensor, ...]:
         """x [B, M, D] (row-major on the h x w grid) -> `count` tensors [B, M, D]."""
         b, m, d = x.shape
-        image = x.transpose(1, 2).reshape(b, d, *grid).repeat(1, self.count, 1, 1)  # channel o * D + c
+        image = x.transpose(1, 2).reshape(b, d, *patch_grid).repeat(1, self.count, 1, 1)  # channel o * D + c
         local = torch.stack([_atrous(conv, image).view(b, self.count, d, m) for conv in self.depthwise], dim=1)
         w = self.pointwise.to(local.dtype)
         out = torch.einsum("bfocm,ofce->bome", local, w[:, :-1])  # the 1x1 conv over the 4 atrous branches

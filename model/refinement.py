@@ -69,11 +69,11 @@ class ORA(nn.Module):
                 with torch.no_grad():
                     cell.bias_ih[dim:2 * dim].fill_(gate_bias)  # b_iz: PyTorch's GRU weights are (r | z | n)
 
-    def forward(self, of: torch.Tensor, pf: torch.Tensor, grid: tuple[int, int]):
+    def forward(self, of: torch.Tensor, pf: torch.Tensor, patch_grid: tuple[int, int]):
         """of [B, n_o, D], pf [B, M, D] -> refined (of, pf)."""
         for _ in range(self.iterations):
             if self.granular:
-                k_or, v_or, q_pr = self.patch_proj(pf, grid)
+                k_or, v_or, q_pr = self.patch_proj(pf, patch_grid)
             else:
                 k_or, v_or, q_pr = self.patch_proj(pf).chunk(3, dim=-1)
             of = _update(self.gru_objects, of, self.or_out(attend(self.or_q(of), k_or, v_or, self.heads)))
@@ -102,7 +102,7 @@ class CrossAttentionStack(nn.Module):
         self.kv = nn.ModuleList(nn.Linear(dim, 2 * dim) for _ in range(layers))
         self.out = nn.ModuleList(nn.Linear(dim, dim) for _ in range(layers))
 
-    def forward(self, of: torch.Tensor, pf: torch.Tensor, grid: tuple[int, int]):
+    def forward(self, of: torch.Tensor, pf: torch.Tensor, patch_grid: tuple[int, int]):
         for q, kv, out in zip(self.q, self.kv, self.out):
             k, v = kv(of).chunk(2, dim=-1)
             pf = pf + out(attend(q(pf), k, v, self.heads))

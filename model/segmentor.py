@@ -79,7 +79,7 @@ class OCZSS(nn.Module):
         else:
             memory, mps_memory = self._refine(enc, images.shape[0])
         decoder, mps = self.decoder(text, g, memory, mps_memory)
-        return {"decoder": _upsample(decoder, enc.grid, size), "mps": _upsample(mps, enc.grid, size)}
+        return {"decoder": _upsample(decoder, enc.patch_grid, size), "mps": _upsample(mps, enc.patch_grid, size)}
 
     def _refine(self, enc, batch: int):
         """Refine PF with OF (§3.3) in the configured space; -> (MPSA memory, MPS memory), both [B, M, C] unit."""
@@ -91,7 +91,7 @@ class OCZSS(nn.Module):
         else:
             pf = h
             of = project(of) if enc.objects is not None else of
-        _, pf = self.refiner(of, pf, enc.grid)
+        _, pf = self.refiner(of, pf, enc.patch_grid)
         memory = project(pf) if width_space else F.normalize(pf, dim=-1)
         return memory, memory if self.config.mps_on_refined else h
 
@@ -133,9 +133,9 @@ class OCZSS(nn.Module):
         return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.clip.")}
 
 
-def _upsample(logits: torch.Tensor, grid: tuple[int, int], size) -> torch.Tensor:
+def _upsample(logits: torch.Tensor, patch_grid: tuple[int, int], size) -> torch.Tensor:
     """[B, K, h*w] -> [B, K, H, W], bilinear, align_corners=False."""
-    return F.interpolate(logits.reshape(*logits.shape[:2], *grid), size=size, mode="bilinear", align_corners=False)
+    return F.interpolate(logits.reshape(*logits.shape[:2], *patch_grid), size=size, mode="bilinear", align_corners=False)
 
 
 def probabilities(outputs: dict, seen_classes, calibration: float) -> torch.Tensor:

@@ -66,9 +66,10 @@ def plan_outputs(images: list[str], out_dir: Path, overwrite: bool) -> list[tupl
 
 
 def write_outputs(image: np.ndarray, labels: np.ndarray, classes: list[str], out_dir: Path, name: str,
-                  title: str, notice: str) -> list[Path]:
-    """The overlay picture and the palette label PNG of one image; labels uint8 [H, W]."""
-    palette = colours(len(classes))
+                  title: str, notice: str, palette: np.ndarray | None = None) -> list[Path]:
+    """The overlay picture and the palette label PNG of one image; labels uint8 [H, W]; palette uint8 [K, 3]
+    (default: distinct generated colours)."""
+    palette = colours(len(classes)) if palette is None else palette
     raw = Image.fromarray(labels, mode="P")
     raw.putpalette(palette.reshape(-1).tolist())
     written = [out_dir / f"{name}{s}" for s in SUFFIXES]
@@ -78,7 +79,7 @@ def write_outputs(image: np.ndarray, labels: np.ndarray, classes: list[str], out
 
 
 def predict_images(jobs: list[tuple[Path, str]], segmenter: Callable, classes: list[str], out_dir: Path,
-                   notice: str, show_progress: bool = True) -> list[Path]:
+                   notice: str, show_progress: bool = True, palette: np.ndarray | None = None) -> list[Path]:
     """Run `segmenter(path, image uint8 [H, W, 3]) -> class map [H, W]` on every job and write its outputs;
     corrupt images are reported and skipped, and a run with none readable is an error."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -94,7 +95,7 @@ def predict_images(jobs: list[tuple[Path, str]], segmenter: Callable, classes: l
                 continue
             labels = np.asarray(labels.cpu() if hasattr(labels, "cpu") else labels).astype(np.uint8)
             written += write_outputs(image, labels, classes, out_dir, name, f"{path}  ({len(classes)} classes)",
-                                     notice)
+                                     notice, palette)
     if not written:
         raise OCZSSError(f"none of the {len(jobs)} image(s) could be read (see the warnings above); nothing written")
     return written

@@ -216,3 +216,44 @@ def test_verify_reports_an_unfinished_shard_unless_partial(copy):
     assert result.exit_code == 1 and "shard 2 (rows 8:12): not finished" in result.output
     assert run("cache", "verify", "--cache", copy, "--partial").exit_code == 0
     assert run("cache", "info", "--cache", copy).output.count("12 done, 4 missing") == 1
+
+
+def test_paths_are_resolved_on_the_client_and_a_missing_image_is_an_error_of_the_run(demo_root, tmp_path, monkeypatch):
+    from oczss.model.dino import load_dino
+    from oczss.pipeline.stage1.precompute import plan
+
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    monkeypatch.chdir(tmp_path)
+    cfg = tiny(Path("demo"), "rel.zarr", split="val")  # relative, as a user types them
+    jobs, _ = plan(cfg, "token", load_dino("tiny", "random", 64), "cpu")
+    assert all(Path(job.cache).is_absolute() and all(Path(p).is_absolute() for p in job.paths) for job in jobs)
+    assert jobs[0].device == "auto" and jobs[0].params.device == "cpu"  # each worker resolves auto to this type
+    from conftest import make_voc
+
+    voc = make_voc(tmp_path / "VOC2012", val=("d", "e"))  # listed in val.txt, so a missing file is missing
+    (voc / "JPEGImages" / "e.jpg").unlink()
+    with pytest.raises(OCZSSError, match=r"1 image file\(s\).*do not exist: .*e.jpg"):
+        precompute(tiny(voc, tmp_path / "voc.zarr", dataset="voc", split="val"), progress=False)
+    assert not (tmp_path / "voc.zarr").exists()  # refused before anything was written
+
+
+def test_object_store_errors_are_one_line(tmp_path, built):
+    pytest.importorskip("fsspec")
+    result = run("cache", "info", "--cache", "s3://bucket/oczss.zarr")
+    assert result.exit_code == 2 and "needs s3fs (pip install 'oczss[s3]')" in result.output
+    assert run("cache", "export", "memory://out/c.h5", "--cache", built).exit_code == 0
+    import fsspec
+    import h5py
+
+    with fsspec.open("memory://out/c.h5", "rb") as f, h5py.File(f, "r") as h5:
+        assert h5["demo/val/labels_k3"].shape == (16, 8, 8) and "features" in h5["demo/val"]
+    assert not list(Path.cwd().glob("memory:*"))  # no local folder named after the URL
+
+
+def test_a_cache_of_an_older_schema_is_refused_with_the_command_to_rebuild(copy):
+    root = zarr.open_group(copy, mode="r+")
+    meta = dict(root.attrs["oczss"])
+    root.attrs["oczss"] = {**meta, "schema_version": 2}
+    result = run("cache", "info", "--cache", copy)
+    assert result.exit_code == 2 and "schema version 2" in result.output and "rebuild" in result.output

@@ -140,3 +140,10 @@ def test_demo_fills_an_empty_folder_and_replaces_only_an_older_demo(tmp_path):
     assert (root / ".oczss-demo").read_text().strip() != "1"
     assert not (root / "val2017" / "stale.jpg").exists()
     assert (root / "notes.txt").read_text() == "user file beside the demo"
+
+
+def test_no_command_generates_the_demo_except_the_ones_that_make_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OCZSSError, match="oczss demo"):
+        Dataset("demo", None).samples("val")
+    assert list(tmp_path.iterdir()) == []

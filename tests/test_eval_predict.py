@@ -139,3 +139,50 @@ def test_demo_runs_end_to_end_and_learns_seen_classes(tmp_path):
     assert len(list((out / "predictions-cass").glob("*_labels.png"))) == 3  # CASS, training-free
     again = run("demo", "--out", out, "--iters", 300)  # everything is reused
     assert again.exit_code == 0 and json.loads((out / "eval.json").read_text())["mIoU_seen"] == report["mIoU_seen"]
+
+
+def test_predict_never_overwrites_keeps_same_named_inputs_apart_and_fails_if_nothing_was_read(trained, tmp_path):
+    image = Path(trained["root"]) / "val2017" / "val_0002.jpg"
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        Image.open(image).save(tmp_path / folder / "photo.jpg")
+    Image.open(image).save(tmp_path / "a" / "photo.png")
+    inputs = [tmp_path / "a" / "photo.jpg", tmp_path / "b" / "photo.jpg", tmp_path / "a" / "photo.png"]
+    args = ["--checkpoint", trained["ckpt"], "--classes", DEMO_CLASSES, "--text", trained["text"], "--out",
+            tmp_path / "out", "--device", "cpu"]
+    result = run("predict", *inputs, *args)
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (tmp_path / "out").glob("*_labels.png"))
+    assert names == ["a_photo_jpg_labels.png", "b_photo_jpg_labels.png", "photo_png_labels.png"]
+    again = run("predict", *inputs, *args)
+    assert again.exit_code == 2 and "already exist" in again.output and "--overwrite" in again.output
+    assert run("predict", *inputs, *args, "--overwrite").exit_code == 0
+    (tmp_path / "broken.jpg").write_bytes(b"nope")
+    none = run("predict", tmp_path / "broken.jpg", *args[:-4], "--out", tmp_path / "o2", "--device", "cpu")
+    assert none.exit_code == 2 and "none of the 1 image" in none.output
+
+
+def test_a_checkpoint_evaluates_from_any_folder_without_its_text_file_or_cache_flag(trained, tmp_path, monkeypatch):
+    import shutil
+
+    text = tmp_path / "moved-text.npy"
+    shutil.copy(trained["text"], text)
+    result = run("train", "--config", "demo", "--data-root", trained["root"], "--cache", trained["cache"], "--text",
+                 text, "--out", tmp_path / "run", "--iters", 1, "--batch-size", 2, "--workers", 0, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    text.unlink()  # the text file the run was trained with is gone
+    monkeypatch.chdir(tmp_path / "run")  # and eval runs from another folder, without --cache
+    result = run("eval", "--checkpoint", "last.pt", "--dataset", "demo", "--data-root", trained["root"], "--limit", 1,
+                 "--workers", 0, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+
+
+def test_bad_flag_values_are_refused_before_any_work(trained, tmp_path):
+    for args, message in ((["precompute", "--dataset", "demo", "--grid", "0"], "--grid"),
+                          (["precompute", "--dataset", "demo", "--seed", "-1"], "--seed"),
+                          (["train", "--config", "demo", "--workers", "-1"], "--workers"),
+                          (["eval", "--checkpoint", trained["ckpt"], "--dataset", "demo", "--limit", "-3"], "--limit"),
+                          (["eval", "--checkpoint", trained["ckpt"], "--dataset", "demo", "--limit", "0"], "--limit")):
+        result = run(*args, "--cache", tmp_path / "never.zarr")
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, args
+        assert not (tmp_path / "never.zarr").exists()

@@ -159,3 +159,76 @@ def test_ddp_two_cpu_processes_on_gloo(stage1, tmp_path):
     ckpt = load(run / "last.pt")
     assert ckpt["step"] == 3 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
     assert [m["step"] for m in metrics(run)] == [3]  # logged every 20 iterations and at the end, by rank 0 only
+
+
+def test_sigterm_saves_a_resumable_checkpoint_like_ctrl_c(stage1, tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "oczss", "train", "--config", "demo", "--data-root", stage1["root"],
+                             "--cache", stage1["cache"], "--text", stage1["text"], "--out", str(run), "--iters",
+                             "100000", "--workers", "0", "--batch-size", "2", "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (run / "metrics.jsonl").exists() or not (run / "metrics.jsonl").read_text().strip():
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and b"--resume" in err
+    assert load(run / "last.pt")["step"] >= 20
+
+
+def test_an_error_inside_the_loop_saves_the_last_completed_step(stage1, tmp_path, monkeypatch):
+    from oczss.pipeline.stage2 import loader
+
+    original = loader.TrainData.__getitem__
+
+    def failing(self, key):
+        if key[1] >= 3 * 4:  # the first sample of iteration 4 (batch 4)
+            raise OSError(28, "No space left on device")
+        return original(self, key)
+
+    monkeypatch.setattr(loader.TrainData, "__getitem__", failing)
+    with pytest.raises(OCZSSError, match=r"stopped at iteration 3: .*No space left.*holds iteration 3.*--resume"):
+        train(tiny_cfg(stage1, iters=10), out=tmp_path / "r", data_root=stage1["root"], cache=stage1["cache"],
+              device="cpu", progress=False)
+    assert load(tmp_path / "r" / "last.pt")["step"] == 3
+    assert not list((tmp_path / "r").glob("*.partial"))
+
+
+def test_a_failed_save_leaves_no_partial_file(tmp_path, monkeypatch):
+    from oczss.pipeline.stage2 import checkpoint
+
+    def full_disk(obj, path):
+        Path(path).write_bytes(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    with pytest.raises(OSError):
+        checkpoint.save(tmp_path / "last.pt", {"step": 1})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_metrics_keep_one_record_per_step_after_a_resume(stage1, tmp_path):
+    cfg = tiny_cfg(stage1, iters=6, save_every=3)
+    run = tmp_path / "run"
+    train(cfg, out=run, data_root=stage1["root"], cache=stage1["cache"], device="cpu", progress=False)
+    # as if killed after step 6 was logged but with last.pt still at step 3
+    shutil.copy(run / "checkpoints" / "iter_000003.pt", run / "last.pt")
+    train(cfg, out=run, data_root=stage1["root"], cache=stage1["cache"], device="cpu", resume=True, progress=False)
+    assert [m["step"] for m in metrics(run)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_init_from_another_model_config_names_the_fields(stage1, tmp_path):
+    train(tiny_cfg(stage1, iters=1), out=tmp_path / "a", data_root=stage1["root"], cache=stage1["cache"], device="cpu",
+          progress=False)
+    other = tiny_cfg(stage1, iters=1, init_from=str(tmp_path / "a" / "last.pt"))
+    other = dataclasses.replace(other, model={**other.model, "num_vpt": 6})
+    with pytest.raises(OCZSSError, match=r"does not fit this model.*num_vpt: checkpoint 4, this model 6"):
+        train(other, out=tmp_path / "b", data_root=stage1["root"], cache=stage1["cache"], device="cpu", progress=False)
+
+
+def test_a_wrongly_typed_config_value_names_the_field(tmp_path):
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps({"dataset": "demo", "lr": "fast"}))
+    with pytest.raises(OCZSSError, match=r"field 'lr' = 'fast' is not of type float"):
+        resolve(str(path), None)

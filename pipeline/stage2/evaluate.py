@@ -56,21 +56,10 @@ def evaluate(checkpoint: str, dataset_name: str, *, split: str = "val", mode: st
         emb = ckpt["text"].to(dev)  # what it was trained with, whatever folder this runs in
     else:
         emb = class_text(list(spec.classes), templates, model.config, text, dev)
-    maps, without_clusters, make, k = None, 0, None, model.config.num_objects
     cluster_mode = trained_mode(ckpt, cluster_mode) if model.config.mask_source == "dino" else None
-    if cluster_mode in ("whole", "view"):
-        cache = cache or ckpt.get("cache") or default_cache_url()  # by default the cache it was trained with
-        kept, maps, without_clusters, _ = open_cached(samples, cache, dataset_name, split, cluster_mode, k)
-        if without_clusters and not allow_subset:
-            raise OCZSSError(f"{without_clusters} of {len(samples)} {dataset_name}/{split} images have no cluster "
-                             f"labels in {cache}; finish the cache (`oczss precompute --dataset {dataset_name} "
-                             f"--split {split} --cache {cache}`, with --retry-failed for failed images) or pass "
-                             f"--allow-subset to evaluate the others only")
-        samples = kept
-        make = FromClusterMap if cluster_mode == "whole" else FromFeatureMap
-    elif cluster_mode == "online":
-        dino = online_dino(ckpt["cluster_source"], dino_weights, spec.crop, dev)
-        make = lambda _, objects: FromDino(dino, objects)  # noqa: E731 - no cached array online
+    k = model.config.num_objects
+    samples, maps, without_clusters, make, cache = _eval_clusters(ckpt, cluster_mode, samples, cache, dataset_name,
+                                                                  split, k, allow_subset, dino_weights, spec.crop, dev)
     seed = ckpt["train_config"].get("seed", 0)  # seeds the first FPS centres (converted checkpoints carry none)
 
     def segmenter(image, cached, image_id):
@@ -92,6 +81,25 @@ def evaluate(checkpoint: str, dataset_name: str, *, split: str = "val", mode: st
             "step": ckpt["step"], "random_weights": ckpt["random_weights"], "model_config": ckpt["model_config"],
             "train_config": ckpt["train_config"], "weights": weights or ckpt["model_config"]["weights"],
             "device": str(dev), "date": datetime.date.today().isoformat(), **scores(conf, seen, unseen)}
+
+
+def _eval_clusters(ckpt: dict, cluster_mode: str | None, samples: list, cache: str | None, dataset_name: str,
+                   split: str, k: int, allow_subset: bool, dino_weights: str | None, crop: int, dev):
+    """What the cluster mode needs at eval -> (samples, CachedMaps or None, images without cached clusters, a
+    factory (cached array, k) -> window clusters or None, the cache used)."""
+    if cluster_mode in ("whole", "view"):
+        cache = cache or ckpt.get("cache") or default_cache_url()  # by default the cache it was trained with
+        kept, maps, without, _ = open_cached(samples, cache, dataset_name, split, cluster_mode, k)
+        if without and not allow_subset:
+            raise OCZSSError(f"{without} of {len(samples)} {dataset_name}/{split} images have no cluster labels in "
+                             f"{cache}; finish the cache (`oczss precompute --dataset {dataset_name} --split {split} "
+                             f"--cache {cache}`, with --retry-failed for failed images) or pass --allow-subset to "
+                             f"evaluate the others only")
+        return kept, maps, without, FromClusterMap if cluster_mode == "whole" else FromFeatureMap, cache
+    if cluster_mode == "online":
+        dino = online_dino(ckpt["cluster_source"], dino_weights, crop, dev)
+        return samples, None, 0, lambda _, objects: FromDino(dino, objects), cache
+    return samples, None, 0, None, cache
 
 
 def format_report(r: dict) -> str:

@@ -22,6 +22,7 @@ from oczss.model.dino import DinoFeatures, load_dino, resize_grid
 from oczss.model.weights import RANDOM_NOTE, fingerprint
 from oczss.pipeline.data.datasets import spec as dataset_spec
 from oczss.pipeline.data.images import load_resized
+from oczss.pipeline.data.palettes import palette
 from oczss.pipeline.prediction import class_list, plan_outputs, predict_images
 from oczss.pipeline.runtime import resolve_device
 from oczss.pipeline.stage2 import checkpoint as ckpt_io
@@ -90,4 +91,6 @@ def predict(images: list[str], checkpoint: str, classes: list[str], out_dir: str
                         stride=spec.slide_stride, mode=mode, clusters=clusters, image_id=path.stem, seed=seed)
         return probs.argmax(0)
 
-    return predict_images(jobs, segmenter, classes, out_dir, RANDOM_NOTE if ckpt["random_weights"] else "", progress)
+    same = [c.lower() for c in classes] == [c.lower() for c in ckpt["classes"]]  # its dataset's own colours then
+    return predict_images(jobs, segmenter, classes, out_dir, RANDOM_NOTE if ckpt["random_weights"] else "", progress,
+                          palette(ckpt["dataset"]) if same else None)

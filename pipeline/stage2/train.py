@@ -127,23 +127,12 @@ def _setup(cfg: TrainConfig, out: Path, data_root, cache, device: str, resume: b
     if cfg.unseen is not None:
         dataset.spec = dataclasses.replace(dataset.spec, unseen=tuple(sorted(cfg.unseen)))
     spec = dataset.spec
-    samples, maps, source, dino = dataset.samples("train"), None, None, None
+    samples = dataset.samples("train")
     check_pairs(samples, f"{cfg.dataset} train", show_progress=progress)
     rank, world, dev = init_distributed(device)
     mode = cfg.cluster_mode if model_cfg.mask_source == "dino" else "none"
-    if mode in ("whole", "view"):
-        if cache is None:
-            raise OCZSSError("the model's object prompts need DINO clusters: pass --cache (see `oczss precompute`)")
-        samples, maps, dropped, source = open_cached(samples, cache, cfg.dataset, "train", mode,
-                                                     model_cfg.num_objects, skip_damaged=skip_damaged)
-        if dropped:
-            log.warning("%d of %d %s/train samples have no cluster labels in %s (missing or failed in precompute) "
-                        "and are skipped", dropped, dropped + len(samples), cfg.dataset, cache)
-    elif mode == "online":
-        model_dino = load_dino(cfg.dino_model, cfg.dino_weights, spec.crop, dynamic=True)
-        source = {"mode": "online", "dino_model": cfg.dino_model, "fingerprint": fingerprint(model_dino),
-                  "random_weights": cfg.dino_weights == "random"}
-        dino = DinoFeatures(model_dino, 0).to(dev)
+    samples, maps, source, dino = _cluster_data(cfg, mode, samples, model_cfg.num_objects, cache, spec.crop, dev,
+                                                skip_damaged)
     micro = cfg.micro_batch or cfg.batch_size // world
     if micro < 1 or cfg.batch_size % (micro * world):
         raise OCZSSError(f"batch {cfg.batch_size} is not a multiple of micro-batch {micro} x {world} process(es)")
@@ -183,6 +172,27 @@ def _setup(cfg: TrainConfig, out: Path, data_root, cache, device: str, resume: b
     run = Run(cfg, out, model, net, optimizer, scheduler, loader, text[seen] if cfg.setting == "inductive" else text,
               seen, meta, step, accum, rank, dev, mode, dino, spec.crop)
     return run, None if state is None else state["rng"], log_config
+
+
+def _cluster_data(cfg: TrainConfig, mode: str, samples: list, k: int, cache: str | None, crop: int,
+                  dev: torch.device, skip_damaged: bool):
+    """What the cluster mode needs -> (samples the cache has, CachedMaps or None, the cluster source a checkpoint
+    records, the online mode's DinoFeatures or None)."""
+    if mode in ("whole", "view"):
+        if cache is None:
+            raise OCZSSError("the model's object prompts need DINO clusters: pass --cache (see `oczss precompute`)")
+        kept, maps, dropped, source = open_cached(samples, cache, cfg.dataset, "train", mode, k,
+                                                  skip_damaged=skip_damaged)
+        if dropped:
+            log.warning("%d of %d %s/train samples have no cluster labels in %s (missing or failed in precompute) "
+                        "and are skipped", dropped, len(samples), cfg.dataset, cache)
+        return kept, maps, source, None
+    if mode == "online":
+        model_dino = load_dino(cfg.dino_model, cfg.dino_weights, crop, dynamic=True)
+        source = {"mode": "online", "dino_model": cfg.dino_model, "fingerprint": fingerprint(model_dino),
+                  "random_weights": cfg.dino_weights == "random"}
+        return samples, None, source, DinoFeatures(model_dino, 0).to(dev)
+    return samples, None, None, None
 
 
 def _save(run: Run, path: Path, rng: dict) -> None:
