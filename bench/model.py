@@ -141,7 +141,6 @@ def rows(results: dict, base: dict, args, device: torch.device) -> None:
         results["rows"][f"{name} [{space}]" if space else name] = {
             "it/s": round(step_rate, 2), "ratio to encoder": round(step_rate / encoder_rate, 3),
             "ratio to baseline": round(step_rate / baseline, 3), "paper (A100)": PAPER_RATIOS[name]}
-        del model, optimiser, train_step
 
 
 def main() -> None:

@@ -16,7 +16,6 @@ partitions less structured than real DINO's; the figures compare the modes, they
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import tempfile
 import time
@@ -27,7 +26,7 @@ import torch
 
 from oczss.model.clustering import fps_voronoi
 from oczss.model.compaction import compact, fit_basis
-from oczss.model.dino import DEFAULT_MODEL, DinoFeatures, load_dino, resize_grid
+from oczss.model.dino import DEFAULT_MODEL, DinoFeatures, load_dino
 from oczss.model.weights import TINY
 from oczss.pipeline.data.datasets import Dataset
 from oczss.pipeline.data.demo_scenes import ensure_demo

@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime
 import functools
 import importlib.metadata
-import json
 import os
 from pathlib import Path
 

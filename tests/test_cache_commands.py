@@ -11,7 +11,7 @@ from PIL import Image
 
 from oczss.cache.info import split_report
 from oczss.cache.schema import CacheParams
-from oczss.cache.store import DONE, MaskCache
+from oczss.cache.store import MaskCache
 from oczss.cli import main
 from test_precompute import FLAGS
 

@@ -165,5 +165,6 @@ def device_batches(batches, device: torch.device, clusters: StepClusters):
         upcoming = ahead(next(batches))
         torch.cuda.current_stream(device).wait_event(event)
         for tensor in current.values():
-            tensor.record_stream(torch.cuda.current_stream(device))
+            if tensor is not None:  # patch_clusters is None for mask sources without DINO clusters
+                tensor.record_stream(torch.cuda.current_stream(device))
         yield current
