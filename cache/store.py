@@ -122,6 +122,16 @@ class MaskCache:
             raise _damaged(self.url, "a group's zarr.json", e) from None
         return sorted(out)
 
+    def shard_count(self) -> int:
+        """Shards over every split, from the splits' metadata alone (no ids decoded); damaged metadata counts 0."""
+        total = 0
+        for dataset, split in self.splits():
+            try:
+                total += int(dict(self.root[f"{dataset}/{split}"].attrs)["oczss"]["num_shards"])
+            except (KeyError, ValueError, TypeError):
+                pass
+        return total
+
     def split(self, dataset: str, split: str) -> "SplitCache":
         path = f"{dataset}/{split}"
         if (dataset, split) not in self.splits():

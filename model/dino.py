@@ -72,7 +72,8 @@ class DinoFeatures(torch.nn.Module):
 
     `token_grid`: ImageNet-normalised images [B, 3, H, W] (H, W multiples of the patch; the model must have been
     loaded with `dynamic=True` for sizes other than its input size) -> fp32 [B, C, H/p, W/p].
-    `forward`: uint8 images [B, R, R, 3] -> the tokens resized (bilinear) to the S x S grid, fp32 [B, S*S, C].
+    `forward`: uint8 images [B, R, R, 3] -> the tokens resized (bilinear, `on_grid`) to the S x S grid, fp32
+    [B, S*S, C].
     """
 
     def __init__(self, model: torch.nn.Module, grid: int):
@@ -98,9 +99,13 @@ class DinoFeatures(torch.nn.Module):
         h, w = x.shape[-2] // self.patch, x.shape[-1] // self.patch
         return tokens.float().transpose(1, 2).reshape(b, c, h, w)
 
+    def on_grid(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token grid [B, C, h, w] -> the tokens resized to the S x S grid, fp32 [B, S*S, C] (what FPS clusters)."""
+        return resize_grid(tokens, (self.grid, self.grid)).flatten(2).transpose(1, 2)
+
     @torch.inference_mode()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return resize_grid(self.token_grid(self.normalise(images)), (self.grid, self.grid)).flatten(2).transpose(1, 2)
+        return self.on_grid(self.token_grid(self.normalise(images)))
 
 
 def resize_grid(grid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -85,9 +85,6 @@ class _LogProgress:
     def set_postfix(self, **kw) -> None:
         self.postfix = " ".join(f"{k}={v}" for k, v in kw.items())
 
-    def write(self, msg: str, **_) -> None:
-        self.log.info(msg)
-
     def close(self) -> None:
         if not self.closed:
             self.closed = True

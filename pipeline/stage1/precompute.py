@@ -35,7 +35,7 @@ from oczss.cache.store import MaskCache
 from oczss.errors import OCZSSError
 from oczss.model.clustering import cluster_maps
 from oczss.model.compaction import compact, fit_basis
-from oczss.model.dino import DEFAULT_MODEL, DinoFeatures, load_dino, resize_grid
+from oczss.model.dino import DEFAULT_MODEL, DinoFeatures, load_dino
 from oczss.model.weights import fingerprint
 from oczss.pipeline import console
 from oczss.pipeline.data.datasets import Dataset
@@ -211,8 +211,7 @@ def run_shard(job: ShardJob, on_images: Callable[[int], None] | None = None,
                 batch = batch.pin_memory()
             with _device_lock(device):  # one batch at a time on the device; the other task decodes meanwhile
                 tokens = extract.token_grid(extract.normalise(batch.to(device, non_blocking=True)))
-                feats = resize_grid(tokens, (s, s)).flatten(2).transpose(1, 2)
-                maps = cluster_maps(feats, [job.ids[i] for i in rows], p.seed, list(p.ks))
+                maps = cluster_maps(extract.on_grid(tokens), [job.ids[i] for i in rows], p.seed, list(p.ks))
                 for k, lab in maps.items():
                     arrays[f"labels_k{k}"][rows] = lab.cpu().numpy()
                 if p.feature_dim:

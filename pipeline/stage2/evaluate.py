@@ -26,7 +26,7 @@ from oczss.pipeline.stage2.clusters import open_cached
 from oczss.pipeline.stage2.inference import INDUCTIVE_CALIBRATION, segment
 from oczss.pipeline.metrics import scores
 from oczss.pipeline.stage2.text import class_text
-from oczss.pipeline.stage2.window_clusters import FromClusterMap, FromDino, FromFeatureMap, online_dino, trained_mode
+from oczss.pipeline.stage2.window_clusters import factory, online_dino, trained_mode
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +95,9 @@ def _eval_clusters(ckpt: dict, cluster_mode: str | None, samples: list, cache: s
                              f"{cache}; finish the cache (`oczss precompute --dataset {dataset_name} --split {split} "
                              f"--cache {cache}`, with --retry-failed for failed images) or pass --allow-subset to "
                              f"evaluate the others only")
-        return kept, maps, without, FromClusterMap if cluster_mode == "whole" else FromFeatureMap, cache
+        return kept, maps, without, factory(cluster_mode), cache
     if cluster_mode == "online":
-        dino = online_dino(ckpt["cluster_source"], dino_weights, crop, dev)
-        return samples, None, 0, lambda _, objects: FromDino(dino, objects), cache
+        return samples, None, 0, factory(cluster_mode, online_dino(ckpt["cluster_source"], dino_weights, crop, dev)), cache
     return samples, None, 0, None, cache
 
 

@@ -18,7 +18,7 @@ import torch
 from oczss.errors import OCZSSError
 from oczss.model.clustering import cluster_maps
 from oczss.model.compaction import compact
-from oczss.model.dino import DinoFeatures, load_dino, resize_grid
+from oczss.model.dino import DinoFeatures, load_dino
 from oczss.model.weights import RANDOM_NOTE, fingerprint
 from oczss.pipeline.data.datasets import spec as dataset_spec
 from oczss.pipeline.data.images import load_resized
@@ -28,7 +28,7 @@ from oczss.pipeline.runtime import resolve_device
 from oczss.pipeline.stage2 import checkpoint as ckpt_io
 from oczss.pipeline.stage2.inference import INDUCTIVE_CALIBRATION, segment
 from oczss.pipeline.stage2.text import class_text
-from oczss.pipeline.stage2.window_clusters import FromClusterMap, FromDino, FromFeatureMap, online_dino, trained_mode
+from oczss.pipeline.stage2.window_clusters import factory, online_dino, trained_mode
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,7 @@ class OnTheFlyCache:
         tokens = self.extract.token_grid(self.extract.normalise(image))
         if self.basis is not None:
             return compact(tokens.permute(0, 2, 3, 1), *self.basis)[0].cpu().numpy()
-        feats = resize_grid(tokens, (self.extract.grid,) * 2).flatten(2).transpose(1, 2)
-        return cluster_maps(feats, [path.stem], self.seed, [self.k])[self.k][0].cpu().numpy()
+        return cluster_maps(self.extract.on_grid(tokens), [path.stem], self.seed, [self.k])[self.k][0].cpu().numpy()
 
 
 def predict(images: list[str], checkpoint: str, classes: list[str], out_dir: str | Path, *, device: str = "auto",
@@ -72,17 +71,16 @@ def predict(images: list[str], checkpoint: str, classes: list[str], out_dir: str
     trained_seen = {n.lower() for i, n in enumerate(ckpt["classes"]) if i not in set(ckpt["unseen"])}
     seen = [i for i, c in enumerate(classes) if c.lower() in trained_seen]
     calibration = INDUCTIVE_CALIBRATION if ckpt["setting"] == "inductive" else 0.0
-    k, make, cached = model.config.num_objects, None, None
+    k, cached, dino = model.config.num_objects, None, None
     cluster_mode = trained_mode(ckpt, cluster_mode) if model.config.mask_source == "dino" else None
     if cluster_mode in ("whole", "view"):
         source = {**ckpt["cluster_source"], "mode": cluster_mode}
         if cluster_mode == "view" and "feature_basis" not in source:
             raise OCZSSError("this checkpoint was trained without compact features; use --cluster-mode whole or online")
         cached = OnTheFlyCache(source, k, dino_weights, dev)
-        make = FromClusterMap if cluster_mode == "whole" else FromFeatureMap
     elif cluster_mode == "online":
         dino = online_dino(ckpt["cluster_source"], dino_weights, spec.crop, dev)
-        make = lambda _, objects: FromDino(dino, objects)  # noqa: E731 - no cached array online
+    make = factory(cluster_mode, dino)
     seed = ckpt["train_config"].get("seed", 0)  # seeds the first FPS centres (converted checkpoints carry none)
 
     def segmenter(path: Path, image: np.ndarray) -> torch.Tensor:

@@ -58,6 +58,18 @@ class FromDino:
         return fps_voronoi(features, [self.k], first.to(batch.device))[self.k]
 
 
+def factory(mode: str | None, dino: DinoFeatures | None = None):
+    """(the image's cached array or None, k) -> its window clusters, for a cluster mode; None for no mode (mask
+    sources without DINO clusters). `dino`: the online mode's."""
+    if mode == "whole":
+        return FromClusterMap
+    if mode == "view":
+        return FromFeatureMap
+    if mode == "online":
+        return lambda _, k: FromDino(dino, k)
+    return None
+
+
 def trained_mode(ckpt: dict, override: str | None) -> str:
     """The cluster mode a checkpoint was trained in (its cluster source), unless `override` names another."""
     source = ckpt.get("cluster_source") or {}
