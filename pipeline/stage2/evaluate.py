@@ -97,7 +97,8 @@ def _eval_clusters(ckpt: dict, cluster_mode: str | None, samples: list, cache: s
                              f"evaluate the others only")
         return kept, maps, without, factory(cluster_mode), cache
     if cluster_mode == "online":
-        return samples, None, 0, factory(cluster_mode, online_dino(ckpt["cluster_source"], dino_weights, crop, dev)), cache
+        dino = online_dino(ckpt["cluster_source"], dino_weights, crop, dev)
+        return samples, None, 0, factory(cluster_mode, dino), cache
     return samples, None, 0, None, cache
 
 
