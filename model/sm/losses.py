@@ -31,7 +31,8 @@ def classification_loss(scores: torch.Tensor, columns: torch.Tensor, alpha: floa
 
 
 def iou_loss(masks: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Soft IoU loss per pair: mask logits [T, P], targets [T, P] -> 1 - (Σ p t + 1) / (Σ p + Σ t - Σ p t + 1) [T]."""
+    """Soft IoU loss per pair: mask logits [T, P], targets [T, P] ->
+    1 - (Σ p t + 1) / (Σ p + Σ t - Σ p t + 1) [T]."""
     p = masks.sigmoid()
     inter = (p * targets).sum(-1)
     return 1 - (inter + 1) / (p.sum(-1) + targets.sum(-1) - inter + 1)
@@ -47,7 +48,8 @@ def cosine_loss(features: torch.Tensor, embeddings: torch.Tensor) -> torch.Tenso
     return 1 - F.cosine_similarity(features, embeddings, dim=-1)
 
 
-def mfe_loss(scores: torch.Tensor, labels: torch.Tensor, alpha: float, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+def mfe_loss(scores: torch.Tensor, labels: torch.Tensor, alpha: float,
+             gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
     """L_MFE's two terms for one image: per-pixel scores [N, h, w] over the columns of E, Y_p LongTensor[h, w]
     (IGNORE where unlabelled) -> (CE, focal), each a mean over the labelled pixels (the focal loss summed over the
     N columns); zeros (connected to the graph) when no pixel is labelled."""

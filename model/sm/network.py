@@ -67,7 +67,8 @@ def build_mask2former(config: SMConfig) -> Mask2FormerModel:
         try:
             encoder._backbone.load_state_dict(pretrained.state_dict())
         except RuntimeError as e:
-            raise OCZSSError(f"model weights {config.weights}: they do not fit {config.backbone}: {str(e)[:300]}") from e
+            raise OCZSSError(f"model weights {config.weights}: they do not fit {config.backbone}: "
+                             f"{str(e)[:300]}") from e
     encoder.freeze_batch_norm_2d()
     return model
 

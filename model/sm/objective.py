@@ -123,7 +123,8 @@ def _mfe_terms(embeddings: torch.Tensor, targets: list[ImageTargets], joint: lis
                                 c.focal_gamma)
         ce.append(terms[0])
         focal.append(terms[1])
-    return {"mfe_ce": c.mfe_ce_weight * torch.stack(ce).mean(), "mfe_focal": c.mfe_focal_weight * torch.stack(focal).mean()}
+    return {"mfe_ce": c.mfe_ce_weight * torch.stack(ce).mean(),
+            "mfe_focal": c.mfe_focal_weight * torch.stack(focal).mean()}
 
 
 def _candidate_embeddings(b: int, t: ImageTargets, outputs: dict, batch: Batch, c: SMConfig,
