@@ -198,3 +198,4 @@ def test_backbone_loads_from_a_local_checkpoint(tmp_path):
     assert torch.equal(backbone.conv1[0].weight, source.conv1[0].weight) and not model.random_weights
     assert type(backbone.bn1).__name__ == "FrozenBatchNorm2d"  # Mask2Former's ResNets freeze BatchNorm
     assert torch.equal(backbone.bn1.running_var, source.bn1.running_var)
+    assert model.weights_fingerprint != build_sm(SMConfig.tiny(decoder_layers=2)).weights_fingerprint

@@ -20,14 +20,18 @@ from oczss.model.sm.config import SMConfig
 from oczss.model.sm.mfe import MFE
 from oczss.model.sm.network import build_mask2former, decode
 from oczss.model.sm.objective import Batch, class_embeddings, sm_loss
+from oczss.model.weights import fingerprint
 
 
 class SplitMatching(nn.Module):
-    """Split Matching (§3). `random_weights`: the backbone was not loaded from real weights (tests, demo)."""
+    """Split Matching (§3). Everything is trained (the backbone at a lower rate, oczss.model.sm.optim), so the
+    state dict is the checkpoint. `random_weights`: the backbone did not start from real weights (tests, demo);
+    `weights_fingerprint`: the fingerprint of the backbone weights it started from."""
 
     def __init__(self, config: SMConfig, mask2former: nn.Module, random_weights: bool):
         super().__init__()
         self.config, self.random_weights = config, random_weights
+        self.weights_fingerprint = fingerprint(mask2former.pixel_level_module.encoder)
         self.mask2former = mask2former
         d, c = config.hidden_dim, config.embed_dim
         self.class_projection = nn.Linear(d, c)
