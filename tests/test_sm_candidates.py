@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from oczss.errors import OCZSSError
 from oczss.model.clip import load_tower
 from oczss.model.losses import IGNORE
-from oczss.model.sm import CandidateParams, candidates
+from oczss.model.sm import CandidateParams, unseen_candidates
 from oczss.model.sm.kmeans import fuse, multiscale_kmeans, spherical_kmeans, window_seeds
 
 PARAMS = CandidateParams(grid=8, windows=(2, 4), iters=3, threshold=0.9, max_candidates=5)
@@ -50,8 +50,8 @@ def test_multiscale_kmeans_finds_the_regions_of_a_two_region_grid():
 def test_candidates_are_deterministic_and_shaped(visual):
     g = torch.Generator().manual_seed(0)
     images = torch.randn(2, 3, 64, 64, generator=g)
-    first = candidates(images, visual, PARAMS)
-    again = candidates(images, visual, PARAMS)
+    first = unseen_candidates(images, visual, PARAMS)
+    again = unseen_candidates(images, visual, PARAMS)
     assert torch.equal(first.labels, again.labels) and torch.equal(first.embeddings, again.embeddings)
     assert first.labels.dtype == torch.uint8 and first.labels.shape == (2, 8, 8)
     assert first.embeddings.shape == (2, 5, visual.output_dim)
@@ -61,18 +61,18 @@ def test_candidates_are_deterministic_and_shaped(visual):
         assert set(first.labels[b].unique().tolist()) - {IGNORE} == set(range(count))
         assert torch.allclose(first.embeddings[b, :count].norm(dim=-1), torch.ones(count), atol=1e-5)
         assert (first.embeddings[b, count:] == 0).all()
-    alone = candidates(images[1:], visual, PARAMS)  # an image's candidates do not depend on its batch
+    alone = unseen_candidates(images[1:], visual, PARAMS)  # an image's candidates do not depend on its batch
     assert torch.equal(alone.labels[0], first.labels[1])
     assert torch.allclose(alone.embeddings[0], first.embeddings[1], atol=1e-5)
-    other = candidates(torch.randn(1, 3, 64, 64, generator=g), visual, PARAMS)
+    other = unseen_candidates(torch.randn(1, 3, 64, 64, generator=g), visual, PARAMS)
     assert not torch.equal(other.labels[0], first.labels[0]) or not torch.allclose(other.embeddings[0],
                                                                                     first.embeddings[0])
 
 
 def test_box_regions_differ_from_masked_images(visual):
     images = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    masked = candidates(images, visual, PARAMS)
-    boxed = candidates(images, visual, CandidateParams(**{**PARAMS.__dict__, "region": "box"}))
+    masked = unseen_candidates(images, visual, PARAMS)
+    boxed = unseen_candidates(images, visual, CandidateParams(**{**PARAMS.__dict__, "region": "box"}))
     assert torch.equal(masked.labels, boxed.labels)
     assert not torch.allclose(masked.embeddings, boxed.embeddings)
 

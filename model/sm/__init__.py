@@ -4,11 +4,11 @@ candidates' source: multi-scale K-Means on a frozen CLIP's dense features and th
 
 Needs the `sm` extra (transformers' Mask2Former)."""
 
-from oczss.model.sm.candidates import CandidateParams, Candidates, candidates
+from oczss.model.sm.candidates import CandidateParams, Candidates, unseen_candidates
 from oczss.model.sm.config import ABLATIONS, SMConfig, ablation, resnet50
 from oczss.model.sm.objective import Batch
 from oczss.model.sm.optim import MASK2FORMER_SCHEDULE, param_groups
 from oczss.model.sm.segmentor import SplitMatching, build_sm
 
 __all__ = ["ABLATIONS", "Batch", "CandidateParams", "Candidates", "MASK2FORMER_SCHEDULE", "SMConfig", "SplitMatching",
-           "ablation", "build_sm", "candidates", "param_groups", "resnet50"]
+           "ablation", "build_sm", "param_groups", "resnet50", "unseen_candidates"]

@@ -1,7 +1,7 @@
 """The unseen candidates' source (§3.2): pseudo masks Y_u from multi-scale K-Means on a frozen CLIP's dense
 features, and each pseudo-masked region's CLS embedding C_u from the same frozen CLIP image encoder.
 
-`candidates(images, visual, params)` is a pure function of the images, the frozen CLIP image tower
+`unseen_candidates(images, visual, params)` is a pure function of the images, the frozen CLIP image tower
 (oczss.model.clip.load_tower(..., "visual")) and CandidateParams; Stage 1 runs it once per image and caches its
 result. It needs no random seed: Eq. 1 makes the K-Means seeds a function of the features (oczss.model.sm.kmeans),
 and nothing else draws random numbers, so the same input gives the same candidates.
@@ -96,7 +96,7 @@ def dense_features(visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def candidates(images: torch.Tensor, visual: nn.Module, params: CandidateParams) -> Candidates:
+def unseen_candidates(images: torch.Tensor, visual: nn.Module, params: CandidateParams) -> Candidates:
     """Y_u and C_u (§3.2) for CLIP-normalised images [B, 3, H, W] (H, W multiples of the CLIP patch)."""
     features = dense_features(visual, images)
     if params.grid:
