@@ -18,10 +18,11 @@ from oczss.model.weights import TINY, announce_random, check_hub
 
 DEFAULT_MODEL = "vit_base_patch16_224.dino"
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm asks the hub for
-TINY_P8 = "tiny-p8"
+TINY_P8, TINY_P14 = "tiny-p8", "tiny-p14"
 # 2-layer, 48-wide test ViTs: `tiny` (patch 16, 3 heads) for Stage 1; `tiny-p8` (patch 8, 2 heads: the tiny
-# CLIP's head count, as CASS pairs heads one to one) for CASS
-TINY_SHAPES = {TINY: dict(patch_size=16, num_heads=3), TINY_P8: dict(patch_size=8, num_heads=2)}
+# CLIP's head count, as CASS pairs heads one to one) for CASS; `tiny-p14` (DINOv2's patch 14) for SimZSS
+TINY_SHAPES = {TINY: dict(patch_size=16, num_heads=3), TINY_P8: dict(patch_size=8, num_heads=2),
+               TINY_P14: dict(patch_size=14, num_heads=3)}
 
 
 def load_dino(name: str, weights: str, input_size: int, dynamic: bool = False) -> torch.nn.Module:
@@ -42,16 +43,16 @@ def load_dino(name: str, weights: str, input_size: int, dynamic: bool = False) -
     elif name in TINY_SHAPES:
         raise OCZSSError(f"--dino-model {name} exists for tests with --weights random only")
     elif weights == "pretrained":
+        example = "dinov2_vitb14_pretrain.pth" if "dinov2" in name else "dino_vitbase16_pretrain.pth"
         hub = getattr(timm.models.get_pretrained_cfg(name), "hf_hub_id", None)
         if hub:  # fail at once, not after a minute of retries, when neither cache nor hub can serve it
-            check_hub(hub, HUB_FILES, f"DINO {name}", "pass --weights PATH to a local checkpoint (e.g. "
-                      "dino_vitbase16_pretrain.pth)")
+            check_hub(hub, HUB_FILES, f"DINO {name}", f"pass --weights PATH to a local checkpoint (e.g. {example})")
         try:
             model = timm.create_model(name, pretrained=True, **kwargs)
         except (OSError, RuntimeError) as e:
             raise OCZSSError(f"could not load pretrained {name} from the hub or its local cache ({type(e).__name__}: "
                              f"{str(e)[:200]}). Download it where you have internet, or pass --weights PATH to a local "
-                             f"checkpoint (e.g. dino_vitbase16_pretrain.pth)") from e
+                             f"checkpoint (e.g. {example})") from e
     else:
         path = Path(weights)
         if not path.is_file():
