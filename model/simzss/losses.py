@@ -29,7 +29,8 @@ def global_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor, im
     image_all = image if image_all is None else F.normalize(image_all, dim=-1)
     text_all = text if text_all is None else F.normalize(text_all, dim=-1)
     labels = torch.arange(image.shape[0], device=image.device) + offset
-    return (F.cross_entropy(scale * image @ text_all.T, labels) + F.cross_entropy(scale * text @ image_all.T, labels)) / 2
+    per_image = F.cross_entropy(scale * image @ text_all.T, labels)
+    return (per_image + F.cross_entropy(scale * text @ image_all.T, labels)) / 2
 
 
 def span_means(tokens: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:

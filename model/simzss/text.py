@@ -7,6 +7,8 @@ highest of the vocabulary). The projection is g of the poster: `project` applies
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import open_clip
 import torch
 from open_clip.transformer import TextTransformer
@@ -26,8 +28,10 @@ def build_text_tower(config: SimZSSConfig, out_dim: int) -> TextTransformer:
                                output_dim=out_dim, output_tokens=True, act_layer=torch.nn.GELU)
 
 
+@lru_cache(maxsize=1)
 def tokenizer() -> open_clip.tokenizer.SimpleTokenizer:
-    """OpenAI CLIP's BPE tokenizer as open_clip ships it: texts -> int64 [N, 77] (SOT, tokens, EOT, zeros)."""
+    """OpenAI CLIP's BPE tokenizer as open_clip ships it (one per process): texts -> int64 [N, 77] (SOT, tokens,
+    EOT, zeros)."""
     return open_clip.get_tokenizer(TOKENIZER)
 
 
