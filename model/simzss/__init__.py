@@ -6,8 +6,8 @@ its tokenizer), losses (L_g, L_l), model (SimZSS, TextBatch), dense (the paper's
 
 from oczss.model.simzss.config import SimZSSConfig, SimZSSSchedule
 from oczss.model.simzss.dense import dense_logits, segment
-from oczss.model.simzss.model import SimZSS, TextBatch
+from oczss.model.simzss.model import SimZSS, TextBatch, optimizer, train_step
 from oczss.model.simzss.vision import VisionTokens, load_vision
 
 __all__ = ["SimZSS", "SimZSSConfig", "SimZSSSchedule", "TextBatch", "VisionTokens", "dense_logits", "load_vision",
-           "segment"]
+           "optimizer", "segment", "train_step"]

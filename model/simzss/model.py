@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from oczss.model.simzss.config import SimZSSConfig
+from oczss.model.simzss.config import SimZSSConfig, SimZSSSchedule
 from oczss.model.simzss.losses import concept_loss, global_loss, span_means
 from oczss.model.simzss.text import build_text_tower, tokenizer
 
@@ -86,3 +86,25 @@ class SimZSS(torch.nn.Module):
         caption, _ = self.encode_text(prompts.to(self.logit_scale.device))
         return F.normalize(F.normalize(caption.float(), dim=-1).reshape(len(names), len(templates), -1).mean(1),
                            dim=-1)
+
+
+def optimizer(model: SimZSS, schedule: SimZSSSchedule) -> torch.optim.AdamW:
+    """AdamW over the model's parameter groups with the schedule's lr, betas, eps and weight decay."""
+    return torch.optim.AdamW(model.param_groups(schedule.weight_decay), lr=schedule.lr, betas=schedule.betas,
+                             eps=schedule.eps)
+
+
+def train_step(model: SimZSS, optim: torch.optim.Optimizer, lr: float, batch: TextBatch, cls: torch.Tensor,
+               patches: torch.Tensor, amp: bool = False) -> dict[str, float]:
+    """One optimisation step at learning rate `lr` from the images' frozen tokens (cls [B, D_v], patches
+    [B, N, D_v], from the cache or the tower); the logit scale is clamped after it. amp: the forward under bf16
+    autocast (the public code trains in mixed precision). Returns the losses."""
+    for group in optim.param_groups:
+        group["lr"] = lr
+    optim.zero_grad(set_to_none=True)
+    with torch.autocast(cls.device.type, dtype=torch.bfloat16, enabled=amp):
+        out = model.loss(batch, cls, patches)
+    out["loss"].backward()
+    optim.step()
+    model.clamp_logit_scale()
+    return {k: float(v.detach()) for k, v in out.items()}
