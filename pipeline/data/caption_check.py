@@ -13,6 +13,7 @@ from pathlib import Path
 from oczss.errors import OCZSSError
 from oczss.pipeline.console import progress
 from oczss.pipeline.data.captions import NAME, OFFICIAL, SPLITS, CaptionDataset
+from oczss.pipeline.data.check import closing_lines
 from oczss.pipeline.data.images import ImageError, load_rgb
 from oczss.pipeline.data.prepare.runner import default_workers, process_pool
 
@@ -101,9 +102,4 @@ def format_caption_report(report: dict) -> str:
         lines.append(f"  {s['split']:<6} {s['images']:>7,} images (official {s['official_images']:,}), "
                      f"{s['captions']:>7,} captions (official {s['official_captions']:,}), {low}-{high} per image, "
                      f"{s['decoded']:,} decoded")
-    for kind in ("warnings", "problems"):
-        if report[kind]:
-            lines.append(f"{kind} ({len(report[kind])}):")
-            lines += [f"  {p}" for p in report[kind]]
-    lines.append("ok" if report["ok"] else f"{len(report['problems'])} problem(s)")
-    return "\n".join(lines)
+    return "\n".join(lines + closing_lines(report))
