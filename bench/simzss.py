@@ -73,7 +73,8 @@ def main() -> None:
     schedule = SimZSSSchedule(batch_size=args.batch, samples=args.batch * (args.warmup + args.iters))
     results = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                "vision": cfg.vision, "text_width": cfg.text_width, "text_layers": cfg.text_layers,
-               "batch": args.batch, "image_size": cfg.image_size, "iters": args.iters, "date": time.strftime("%Y-%m-%d"),
+               "batch": args.batch, "image_size": cfg.image_size, "iters": args.iters,
+               "date": time.strftime("%Y-%m-%d"),
                "cached_bytes_per_image": (cls[0].numel() + patches[0].numel()) * 2}
     modes = {"cached": lambda: (cls.to(device, non_blocking=True), patches.to(device, non_blocking=True)),
              "online": lambda: vision(images.to(device, non_blocking=True))}

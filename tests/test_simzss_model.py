@@ -150,7 +150,7 @@ def test_vision_tokens_cls_and_patches_without_registers():
     assert torch.allclose(cls, full[:, 0], atol=1e-5) and torch.allclose(patches, full[:, 5:], atol=1e-5)
 
 
-def _batch(cfg) -> TextBatch:
+def _batch() -> TextBatch:
     tokens = tokenizer()(["a dog on the grass", "a dog and a cat"])
     return TextBatch(tokens, torch.tensor([[[2], [5]], [[2], [5]]]), torch.tensor([[1, 2], [1, 3]]))
 
@@ -158,7 +158,7 @@ def _batch(cfg) -> TextBatch:
 def test_cached_and_online_vision_tokens_give_the_same_loss(tiny):
     cfg, vision, model = tiny
     images = torch.randint(0, 256, (2, cfg.image_size, cfg.image_size, 3), dtype=torch.uint8)
-    batch = _batch(cfg)
+    batch = _batch()
     cls, patches = vision(images)  # what Stage 1 stores
     online = model.loss(batch, *vision(images))  # the tower run in the step
     online["loss"].backward()
