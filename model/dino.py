@@ -15,10 +15,11 @@ from oczss.errors import OCZSSError
 from oczss.model.weights import TINY, announce_random, timm_weights
 
 DEFAULT_MODEL = "vit_base_patch16_224.dino"
-TINY_P8 = "tiny-p8"
+TINY_P8, TINY_P14 = "tiny-p8", "tiny-p14"
 # 2-layer, 48-wide test ViTs: `tiny` (patch 16, 3 heads) for Stage 1; `tiny-p8` (patch 8, 2 heads: the tiny
-# CLIP's head count, as CASS pairs heads one to one) for CASS
-TINY_SHAPES = {TINY: dict(patch_size=16, num_heads=3), TINY_P8: dict(patch_size=8, num_heads=2)}
+# CLIP's head count, as CASS pairs heads one to one) for CASS; `tiny-p14` (DINOv2's patch 14) for SimZSS
+TINY_SHAPES = {TINY: dict(patch_size=16, num_heads=3), TINY_P8: dict(patch_size=8, num_heads=2),
+               TINY_P14: dict(patch_size=14, num_heads=3)}
 
 
 def load_dino(name: str, weights: str, input_size: int, dynamic: bool = False) -> torch.nn.Module:
@@ -39,7 +40,8 @@ def load_dino(name: str, weights: str, input_size: int, dynamic: bool = False) -
     elif name in TINY_SHAPES:
         raise OCZSSError(f"--dino-model {name} exists for tests with --weights random only")
     else:
-        model = timm_weights(name, weights, "--weights", "dino_vitbase16_pretrain.pth", **kwargs)
+        example = "dinov2_vitb14_pretrain.pth" if "dinov2" in name else "dino_vitbase16_pretrain.pth"
+        model = timm_weights(name, weights, "--weights", example, **kwargs)
     patch = model.patch_embed.patch_size[0]
     if input_size % patch:
         raise OCZSSError(f"--input-size {input_size} is not a multiple of the patch size {patch} of {name}")
