@@ -14,11 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from oczss.errors import OCZSSError
-from oczss.model.weights import TINY, announce_random, check_hub
+from oczss.model.names import DINO_B16 as DEFAULT_MODEL, TINY, TINY_P8, check_name
+from oczss.model.weights import announce_random, check_hub
 
-DEFAULT_MODEL = "vit_base_patch16_224.dino"
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm asks the hub for
-TINY_P8 = "tiny-p8"
 # 2-layer, 48-wide test ViTs: `tiny` (patch 16, 3 heads) for Stage 1; `tiny-p8` (patch 8, 2 heads: the tiny
 # CLIP's head count, as CASS pairs heads one to one) for CASS
 TINY_SHAPES = {TINY: dict(patch_size=16, num_heads=3), TINY_P8: dict(patch_size=8, num_heads=2)}
@@ -30,6 +29,7 @@ def load_dino(name: str, weights: str, input_size: int, dynamic: bool = False) -
     import timm
     from timm.models.vision_transformer import VisionTransformer
 
+    check_name("dino", name, "--dino-model")
     kwargs = dict(img_size=input_size, num_classes=0, dynamic_img_size=dynamic)
     if weights == "random":
         announce_random(f"DINO ({name})")
@@ -60,6 +60,9 @@ def load_dino(name: str, weights: str, input_size: int, dynamic: bool = False) -
             model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
         except (RuntimeError, KeyError, ValueError, OSError) as e:
             raise OCZSSError(f"checkpoint {path} does not load into {name}: {str(e)[:300]}") from e
+    if not isinstance(getattr(model, "patch_embed", None), torch.nn.Module) or not hasattr(model, "blocks"):
+        raise OCZSSError(f"--dino-model {name} is not a ViT (it has no patch embedding and blocks); pick a timm ViT "
+                         f"such as {DEFAULT_MODEL}")
     patch = model.patch_embed.patch_size[0]
     if input_size % patch:
         raise OCZSSError(f"--input-size {input_size} is not a multiple of the patch size {patch} of {name}")
