@@ -10,8 +10,8 @@ _FROM = {"IGNORE": "losses", "OCZSSConfig": "config", "attention_mask": "masking
          "OCZSS": "segmentor", "build_model": "segmentor", "probabilities": "segmentor", "sinkhorn": "transport"}
 _MODULES = ("losses", "text")
 
-__all__ = ["IGNORE", "OCZSS", "OCZSSConfig", "attention_mask", "build_model", "losses", "probabilities", "region_labels",
-           "sinkhorn", "text"]
+__all__ = ["IGNORE", "OCZSS", "OCZSSConfig", "attention_mask", "build_model", "losses", "probabilities",
+           "region_labels", "sinkhorn", "text"]
 
 
 def __getattr__(name: str):

@@ -95,8 +95,8 @@ def _eval_clusters(ckpt: dict, cluster_mode: str | None, samples: list, cache: s
         kept, maps, without, _ = open_cached(samples, cache, dataset_name, split, cluster_mode, k)
         if without and not allow_subset:
             raise OCZSSError(f"{without} of {len(samples)} {dataset_name}/{split} images have no cluster labels in "
-                             f"{cache}; finish the cache (`oczss precompute --dataset {images_of(dataset_name)} --split {split} "
-                             f"--cache {cache}`, with --retry-failed for failed images) or pass --allow-subset to "
+                             f"{cache}; finish the cache (`oczss precompute --dataset {images_of(dataset_name)} --split "
+                             f"{split} --cache {cache}`, with --retry-failed for failed images) or pass --allow-subset to "
                              f"evaluate the others only")
         return kept, maps, without, factory(cluster_mode), cache
     if cluster_mode == "online":
