@@ -49,7 +49,7 @@ class _OneLine(click.ClickException):
 
     def __init__(self, error: click.UsageError):
         path = error.ctx.command_path if error.ctx else "oczss"
-        text = " ".join(error.format_message().split())
+        text = " ".join(error.format_message().split()).rstrip(".")
         super().__init__(f"{path}: {text} (see `{path} --help`)")
 
     def show(self, file=None) -> None:

@@ -38,36 +38,51 @@ def load_dino(name: str, weights: str, input_size: int, dynamic: bool = False) -
             if name in TINY_SHAPES:
                 model = VisionTransformer(**TINY_SHAPES[name], depth=2, embed_dim=48, **kwargs)
             else:
-                model = timm.create_model(name, pretrained=False, **kwargs)
+                model = _create(name, pretrained=False, **kwargs)
     elif name in TINY_SHAPES:
-        raise OCZSSError(f"--dino-model {name} exists for tests with --weights random only")
+        raise OCZSSError(f"--dino-model {name} exists for tests with --dino-weights random only")
     elif weights == "pretrained":
         hub = getattr(timm.models.get_pretrained_cfg(name), "hf_hub_id", None)
         if hub:  # fail at once, not after a minute of retries, when neither cache nor hub can serve it
-            check_hub(hub, HUB_FILES, f"DINO {name}", "pass --weights PATH to a local checkpoint (e.g. "
+            check_hub(hub, HUB_FILES, f"DINO {name}", "pass --dino-weights PATH to a local checkpoint (e.g. "
                       "dino_vitbase16_pretrain.pth)")
         try:
-            model = timm.create_model(name, pretrained=True, **kwargs)
+            model = _create(name, pretrained=True, **kwargs)
         except (OSError, RuntimeError) as e:
             raise OCZSSError(f"could not load pretrained {name} from the hub or its local cache ({type(e).__name__}: "
-                             f"{str(e)[:200]}). Download it where you have internet, or pass --weights PATH to a local "
-                             f"checkpoint (e.g. dino_vitbase16_pretrain.pth)") from e
+                             f"{str(e)[:200]}). Download it where you have internet, or pass --dino-weights PATH to a "
+                             f"local checkpoint (e.g. dino_vitbase16_pretrain.pth)") from e
     else:
         path = Path(weights)
         if not path.is_file():
-            raise OCZSSError(f"--weights {weights}: no such checkpoint file (expected 'pretrained', 'random' or a path)")
+            raise OCZSSError(f"--dino-weights {weights}: no such checkpoint file (expected 'pretrained', 'random' or a "
+                             f"path)")
         try:
-            model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
+            model = _create(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
         except (RuntimeError, KeyError, ValueError, OSError) as e:
             raise OCZSSError(f"checkpoint {path} does not load into {name}: {str(e)[:300]}") from e
     if not isinstance(getattr(model, "patch_embed", None), torch.nn.Module) or not hasattr(model, "blocks"):
-        raise OCZSSError(f"--dino-model {name} is not a ViT (it has no patch embedding and blocks); pick a timm ViT "
-                         f"such as {DEFAULT_MODEL}")
+        raise _not_vit(name)
     patch = model.patch_embed.patch_size[0]
     if input_size % patch:
         raise OCZSSError(f"--input-size {input_size} is not a multiple of the patch size {patch} of {name}")
     model.eval().requires_grad_(False)
     return model
+
+
+def _create(name: str, **kwargs) -> torch.nn.Module:
+    """timm.create_model, refusing in one line a model that takes no ViT input size (not a ViT)."""
+    import timm
+
+    try:
+        return timm.create_model(name, **kwargs)
+    except TypeError as e:
+        raise _not_vit(name, f" ({e})") from e
+
+
+def _not_vit(name: str, why: str = "") -> OCZSSError:
+    return OCZSSError(f"--dino-model {name} is not a ViT{why}; DINO's patch tokens need a timm ViT such as "
+                      f"{DEFAULT_MODEL}")
 
 
 class DinoFeatures(torch.nn.Module):
