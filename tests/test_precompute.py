@@ -153,7 +153,7 @@ def test_other_parameters_refused_naming_them(demo_root, tmp_path):
 def test_dino_pretrained_offline_and_local_path(tmp_path):
     import timm
 
-    with pytest.raises(OCZSSError, match="--weights PATH"):
+    with pytest.raises(OCZSSError, match="--dino-weights PATH"):
         load_dino("vit_small_patch16_224.dino", "pretrained", 128)
     src = timm.create_model("vit_small_patch16_224.dino", pretrained=False, num_classes=0)
     torch.save(src.state_dict(), tmp_path / "dino.pth")
