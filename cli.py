@@ -1,45 +1,120 @@
-"""The `oczss` command line: parse, build a config, call the library. Nothing else lives here."""
+"""The `oczss` command line: parse, build a config, call the library. Nothing else lives here.
+
+Parsing imports no torch, open_clip or zarr (each command imports what it runs), so `oczss --help` answers at
+once. Every refusal is one line, `error: ...`, with exit status 2: bad flags (click's usage errors, reworded on
+one line) and bad input (OCZSSError); `-v` adds the traceback of an OCZSSError.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
+import traceback
 
 import click
+from click.core import ParameterSource
 
 from oczss import __version__
 from oczss.errors import OCZSSError
+from oczss.model.names import CLIP_B16, DINO_B8, DINO_B16
+from oczss.pipeline.data.names import DATASETS, ZERO_SHOT, canonical
+from oczss.pipeline.stage1.config import PrecomputeConfig
 
-DATASETS = click.Choice(["coco", "voc", "context", "demo"])  # the OC-ZSS zero-shot protocol
-METHODS = click.Choice(["oczss", "cass"])
-CLUSTER_MODES = click.Choice(["view", "whole", "online"])
-
-
-def _all_datasets() -> click.Choice:
-    from oczss.pipeline.data.datasets import SPECS
-
-    return click.Choice(list(SPECS))
-
-
-ALL_DATASETS = _all_datasets()
+log = logging.getLogger("oczss.cli")
 COUNT = click.IntRange(min=1)
 NATURAL = click.IntRange(min=0)
+METHODS = click.Choice(["oczss", "cass"])
+CLUSTER_MODES = click.Choice(["view", "whole", "online"])
+METHOD_TITLES = {"oczss": "OC-ZSS only (--method oczss)", "cass": "CASS only (--method cass)"}
+
+
+class _Names(click.Choice):
+    """Dataset names in any case; an unknown one is refused naming the closest (`pascal` -> voc, context59)."""
+
+    def __init__(self, names: tuple[str, ...]):
+        super().__init__(names, case_sensitive=False)
+
+    def convert(self, value, param, ctx):
+        try:
+            return canonical(value, tuple(self.choices))
+        except OCZSSError as e:
+            self.fail(str(e), param, ctx)
+
+
+class _OneLine(click.ClickException):
+    """A click usage error (bad or missing flag) as one line: `error: COMMAND: what is wrong (see COMMAND --help)`."""
+
+    exit_code = 2
+
+    def __init__(self, error: click.UsageError):
+        path = error.ctx.command_path if error.ctx else "oczss"
+        text = " ".join(error.format_message().split()).rstrip(".")
+        super().__init__(f"{path}: {text} (see `{path} --help`)")
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.message}", err=True)
 
 
 class _Group(click.Group):
-    """Turns OCZSSError into a one-line message on stderr and exit status 2, without a traceback."""
+    """Turns OCZSSError and click's usage errors into one line on stderr and exit status 2, without a traceback
+    (OCZSSError's traceback comes first under -v)."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as e:
+            raise _OneLine(e) from e
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as e:
+            raise _OneLine(e) from e
         except OCZSSError as e:
+            if ctx.params.get("verbose"):
+                traceback.print_exc()
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
 
 
+class _MethodOption(click.Option):
+    """An option of one method only (`method`): listed under its own heading in --help, refused with the other."""
+
+    def __init__(self, *args, method: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.method = method
+
+
+class _MethodCommand(click.Command):
+    """A command with --method: options of one method only are listed apart and refused with the other method."""
+
+    def format_options(self, ctx, formatter):
+        for method in (None, "oczss", "cass"):
+            rows = [p.get_help_record(ctx) for p in self.get_params(ctx)
+                    if isinstance(p, click.Option) and getattr(p, "method", None) == method]
+            rows = [r for r in rows if r is not None]
+            if rows:
+                with formatter.section(METHOD_TITLES.get(method, "Options")):
+                    formatter.write_dl(rows)
+
+    def invoke(self, ctx):
+        method = ctx.params.get("method")
+        given = [p.opts[0] for p in self.params if isinstance(p, _MethodOption) and p.method != method
+                 and ctx.get_parameter_source(p.name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)]
+        if given:
+            raise OCZSSError(f"--method {method} takes no {', '.join(given)} (only --method "
+                             f"{'cass' if method == 'oczss' else 'oczss'} does)")
+        return super().invoke(ctx)
+
+
 @click.group(cls=_Group)
 @click.version_option(__version__, prog_name="oczss")
-@click.option("-v", "--verbose", count=True, help="More detail on stderr (-v: debug).")
+@click.option("-v", "--verbose", count=True, help="More detail on stderr (-v: debug, and the traceback of an error).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr; no progress bars.")
 def main(verbose, quiet):
     """OC-ZSS: zero-shot semantic segmentation with object-centric refinement."""
@@ -60,41 +135,51 @@ def _ints(ctx, param, value) -> tuple[int, ...]:
     return out
 
 
-def _cache_option(f):
+def _model_name(kind: str):
+    """A click callback refusing a backbone name its library does not know, before any work."""
+
+    def check(ctx, param, value):
+        from oczss.model.names import check_name
+
+        return value if value is None else check_name(kind, value, param.opts[0])
+
+    return check
+
+
+def _default_cache() -> str:
     from oczss.cache.store import default_cache_url
 
-    return click.option("--cache", "cache_url", default=default_cache_url,
-                        show_default="$OCZSS_CACHE or oczss-cache.zarr",
+    return default_cache_url()
+
+
+def _cache_option(f):
+    return click.option("--cache", "cache_url", default=_default_cache, show_default="$OCZSS_CACHE or oczss-cache.zarr",
                         help="Cache location: a local path or any fsspec URL (s3://, gs://, memory://).")(f)
 
 
-def _eval_cache_option(f):
-    return click.option("--cache", "cache_url", default=None, show_default="the cache the checkpoint was trained with",
-                        help="Cache with the eval images' clusters: a local path or any fsspec URL.")(f)
+def _device_option(f):
+    return click.option("--device", default="auto", show_default=True,
+                        help="auto (the first GPU if there is one), cpu or cuda[:N].")(f)
 
 
 def _cass_models(f):
     """CASS's two backbones: the paper's by default; `tiny` / `tiny-p8` (random weights) for tests and the demo."""
-    f = click.option("--dino-model", default="vit_base_patch8_224.dino", show_default=True,
-                     help="CASS's DINO (timm name; tiny-p8 for tests).")(f)
-    return click.option("--backbone", default="ViT-B-16", show_default=True,
-                        help="CASS's CLIP (open_clip name; tiny for tests).")(f)
+    f = click.option("--dino-model", default=DINO_B8, show_default=True, cls=_MethodOption, method="cass",
+                     callback=_model_name("dino"), help="CASS's DINO (a timm name; tiny-p8 for tests).")(f)
+    return click.option("--backbone", default=CLIP_B16, show_default=True, cls=_MethodOption, method="cass",
+                        callback=_model_name("clip"), help="CASS's CLIP (an open_clip name; tiny for tests).")(f)
 
 
-def _precompute_defaults() -> dict:
-    from oczss.pipeline.stage1.precompute import PrecomputeConfig
-
-    return {f.name: f.default for f in dataclasses.fields(PrecomputeConfig)}
-
-
-_PC = _precompute_defaults()
+_PC = {f.name: f.default for f in dataclasses.fields(PrecomputeConfig)}
 
 
 @main.command()
-@click.option("--dataset", required=True, type=DATASETS, help="Benchmark whose images to cluster.")
+@click.option("--dataset", required=True, type=_Names(DATASETS),
+              help="Dataset whose images to cluster (a variant such as voc21 caches its base's, voc).")
 @click.option("--data-root", type=click.Path(file_okay=False),
-              help="Dataset folder [default: data/<VOC2012|VOC2010|MSCOCO|demo>].")
-@click.option("--split", default=_PC["split"], show_default=True, type=click.Choice(["train", "val", "all"]))
+              help="Dataset folder [default: data/<VOC2012|VOC2010|MSCOCO|demo|...>].")
+@click.option("--split", default=_PC["split"], show_default=True, type=click.Choice(["train", "val", "all"]),
+              help="Split(s) whose images to cluster.")
 @_cache_option
 @click.option("--ks", default=",".join(map(str, _PC["ks"])), show_default=True, callback=_ints,
               help="Cluster counts K (one FPS run serves all).")
@@ -102,11 +187,14 @@ _PC = _precompute_defaults()
               help="R: the whole image is resized to R x R for DINO.")
 @click.option("--grid", default=_PC["grid"], type=COUNT, show_default=True,
               help="S: DINO features are resized to S x S before clustering.")
-@click.option("--batch-size", default=_PC["batch_size"], type=COUNT, show_default=True)
-@click.option("--device", default=_PC["device"], show_default=True, help="auto, cpu or cuda[:N].")
-@click.option("--weights", default=_PC["weights"], show_default=True,
-              help="pretrained (timm hub cache), random (tests/demo) or a checkpoint PATH.")
-@click.option("--dino-model", default=_PC["dino_model"], show_default=True, help="timm model name.")
+@click.option("--batch-size", default=_PC["batch_size"], type=COUNT, show_default=True, help="Images per DINO batch.")
+@click.option("--device", default=_PC["device"], show_default=True,
+              help="auto, cpu or cuda[:N]; with --scheduler, auto is resolved on each worker.")
+@click.option("--dino-weights", default=_PC["weights"], show_default=True,
+              help="DINO's weights: pretrained (timm hub cache), random (tests/demo) or a checkpoint PATH.")
+@click.option("--weights", "old_weights", hidden=True, help="Deprecated spelling of --dino-weights.")
+@click.option("--dino-model", default=_PC["dino_model"], show_default=True, callback=_model_name("dino"),
+              help="timm model name of the DINO ViT (e.g. for the Table 7 variants).")
 @click.option("--seed", default=_PC["seed"], type=NATURAL, show_default=True,
               help="Seed of the first FPS centre (with the image id).")
 @click.option("--shard-size", default=_PC["shard_size"], type=COUNT, show_default=True,
@@ -119,21 +207,29 @@ _PC = _precompute_defaults()
 @click.option("--retry-failed", is_flag=True, help="Recompute the shards whose images failed to decode before.")
 @click.option("--force-unlock", is_flag=True, help="Take the cache's writer lock even if another run holds it "
               "(only when that run is dead).")
-def precompute(dataset, data_root, split, cache_url, ks, input_size, grid, batch_size, device, weights, dino_model,
-               seed, shard_size, decode_threads, scheduler, feature_dim, retry_failed, force_unlock):
+def precompute(dataset, data_root, split, cache_url, ks, input_size, grid, batch_size, device, dino_weights,
+               old_weights, dino_model, seed, shard_size, decode_threads, scheduler, feature_dim, retry_failed,
+               force_unlock):
     """Stage 1: cluster DINO features of every image into the mask cache (resumable)."""
     from oczss.model.weights import RANDOM_NOTE
-    from oczss.pipeline.stage1.precompute import PrecomputeConfig, precompute as run
+    from oczss.pipeline.console import rate_text
+    from oczss.pipeline.stage1.precompute import precompute as run
 
+    if old_weights is not None:
+        if dino_weights != _PC["weights"] and dino_weights != old_weights:
+            raise OCZSSError(f"--weights {old_weights} contradicts --dino-weights {dino_weights}; give --dino-weights "
+                             f"alone")
+        log.warning("precompute --weights is deprecated: it is now --dino-weights")
+        dino_weights = old_weights
     cfg = PrecomputeConfig(dataset=dataset, cache=cache_url, data_root=data_root, split=split, ks=ks,
-                           input_size=input_size, grid=grid, batch_size=batch_size, device=device, weights=weights,
-                           dino_model=dino_model, seed=seed, shard_size=shard_size, decode_threads=decode_threads,
-                           scheduler=scheduler, feature_dim=feature_dim, retry_failed=retry_failed,
-                           force_unlock=force_unlock)
+                           input_size=input_size, grid=grid, batch_size=batch_size, device=device,
+                           weights=dino_weights, dino_model=dino_model, seed=seed, shard_size=shard_size,
+                           decode_threads=decode_threads, scheduler=scheduler, feature_dim=feature_dim,
+                           retry_failed=retry_failed, force_unlock=force_unlock)
     s = run(cfg)
     nfail = sum(len(v) for v in s.failed.values())
     click.echo(f"{cache_url}: {s.images} images in {s.shards_run} shards ({s.shards_skipped} already done) "
-               f"in {s.seconds:.1f} s, {s.images_per_second:.1f} img/s; {nfail} failed"
+               f"in {s.seconds:.1f} s, {rate_text(s.images_per_second, 'img')}; {nfail} failed"
                + (" (listed above)" if nfail else "") + (f"; {RANDOM_NOTE}" if s.random_weights else ""))
 
 
@@ -173,8 +269,8 @@ def verify(cache_url, partial):
 
 @cache.command()
 @click.argument("image_id")
-@click.option("--dataset", required=True, type=DATASETS)
-@click.option("--k", default=6, type=COUNT, show_default=True)
+@click.option("--dataset", required=True, type=_Names(DATASETS), help="Dataset of the image (a variant: its base's).")
+@click.option("--k", default=6, type=COUNT, show_default=True, help="Which cluster count K to picture.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
 @click.option("--split", type=click.Choice(["train", "val"]), help="Split holding the image [default: search].")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder, if it moved since precompute.")
@@ -188,7 +284,8 @@ def show(image_id, dataset, k, out, split, data_root, cache_url):
 
 @cache.command()
 @click.argument("out")
-@click.option("--format", "fmt", default="hdf5", show_default=True, type=click.Choice(["hdf5"]))
+@click.option("--format", "fmt", default="hdf5", show_default=True, type=click.Choice(["hdf5"]),
+              help="File format (HDF5: one group per dataset and split, dimension labels on every array).")
 @_cache_option
 def export(out, fmt, cache_url):
     """Write the cache's arrays and metadata to one HDF5 file (a path or an fsspec URL)."""
@@ -215,7 +312,7 @@ def configs():
 
 
 @main.command()
-@click.option("--dataset", type=DATASETS, help="Benchmark to train on [default: the recipe's].")
+@click.option("--dataset", type=_Names(ZERO_SHOT), help="Benchmark to train on [default: the recipe's].")
 @click.option("--setting", type=click.Choice(["inductive", "transductive"]), help="[default: the recipe's]")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder [default: data/<folder>].")
 @_cache_option
@@ -225,7 +322,7 @@ def configs():
 @click.option("--batch-size", type=COUNT, help="Global batch [default: 16].")
 @click.option("--micro-batch", type=COUNT, help="Per-process batch per forward; the rest is gradient accumulation.")
 @click.option("--workers", type=NATURAL, help="Data loader processes [default: 8, at most the CPU count].")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@_device_option
 @click.option("--weights", help="CLIP weights: pretrained (open_clip 'openai'), random (tests/demo) or a PATH.")
 @click.option("--init-from", type=click.Path(dir_okay=False), help="Start from this checkpoint's trainable weights.")
 @click.option("--text", type=click.Path(dir_okay=False), help="Class x template text embeddings (.npy).")
@@ -234,7 +331,8 @@ def configs():
 @click.option("--skip-damaged", is_flag=True, help="Skip the images of damaged cache shards instead of stopping.")
 @click.option("--cluster-mode", type=CLUSTER_MODES, help="Object prompts' clusters: view (cached compact DINO tokens "
               "clustered per view), whole (cached whole-image clusters) or online (DINO per view) [default: view].")
-@click.option("--dino-model", help="The online mode's DINO (timm name) [default: vit_base_patch16_224.dino].")
+@click.option("--dino-model", callback=_model_name("dino"),
+              help=f"The online mode's DINO (timm name) [default: {DINO_B16}].")
 @click.option("--dino-weights", help="The online mode's DINO weights: pretrained, random or a PATH.")
 def train(dataset, setting, data_root, cache_url, out, config, iters, batch_size, micro_batch, workers, device,
           weights, init_from, text, seed, resume, skip_damaged, cluster_mode, dino_model, dino_weights):
@@ -262,37 +360,43 @@ def train(dataset, setting, data_root, cache_url, out, config, iters, batch_size
                + (f"; {RANDOM_NOTE}" if summary["random_weights"] else ""))
 
 
-@main.command("eval")
+def _oczss(*args, **kwargs):
+    return click.option(*args, cls=_MethodOption, method="oczss", **kwargs)
+
+
+@main.command("eval", cls=_MethodCommand)
 @click.option("--method", default="oczss", show_default=True, type=METHODS,
               help="oczss: a trained checkpoint; cass: training-free, no checkpoint.")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), help="A checkpoint written by train (--method oczss).")
-@click.option("--dataset", required=True, type=ALL_DATASETS, help="Benchmark to evaluate on.")
-@click.option("--split", default="val", show_default=True, type=click.Choice(["train", "val"]))
-@click.option("--mode", default="slide", show_default=True, type=click.Choice(["slide", "whole"]),
-              help="OC-ZSS inference over windows or the whole image (CASS follows its recipe).")
-@click.option("--config", "recipe", help="CASS recipe (see `oczss configs`) [default: the benchmark's constants].")
+@click.option("--dataset", required=True, type=_Names(DATASETS), help="Benchmark to evaluate on.")
+@click.option("--split", default="val", show_default=True, type=click.Choice(["train", "val"]),
+              help="Split to evaluate (the whole split).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the report as JSON here.")
-@click.option("--data-root", type=click.Path(file_okay=False))
-@_eval_cache_option
-@click.option("--device", default="auto", show_default=True)
+@click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder [default: data/<folder>].")
+@_device_option
 @click.option("--weights", help="CLIP weights: pretrained, random (tests/demo) or a PATH [oczss: as in training].")
-@click.option("--dino-weights", default="pretrained", show_default=True, help="CASS's DINO: pretrained, random or a PATH.")
-@_cass_models
-@click.option("--text", type=click.Path(dir_okay=False), help="Class x template text embeddings (.npy; oczss).")
+@click.option("--dino-weights", default="pretrained", show_default=True,
+              help="DINO weights: pretrained, random or a PATH (CASS's DINO; OC-ZSS: the online cluster mode's).")
 @click.option("--workers", default=2, type=NATURAL, show_default=True, help="Image loading processes.")
 @click.option("--limit", type=COUNT, help="Evaluate the first N images only.")
-@click.option("--allow-subset", is_flag=True, help="Evaluate even if some images have no cached clusters.")
-@click.option("--cluster-mode", type=CLUSTER_MODES, help="OC-ZSS: override the checkpoint's cluster mode.")
-def evaluate(method, checkpoint, dataset, split, mode, recipe, json_out, data_root, cache_url, device, weights,
-             dino_weights, backbone, dino_model, text, workers, limit, allow_subset, cluster_mode):
+@_oczss("--checkpoint", type=click.Path(dir_okay=False), help="A checkpoint written by train (required).")
+@_oczss("--mode", default="slide", show_default=True, type=click.Choice(["slide", "whole"]),
+        help="Inference over sliding windows or on the whole image.")
+@_oczss("--cache", "cache_url", default=None, show_default="the cache the checkpoint was trained with",
+        help="Cache with the eval images' clusters: a local path or any fsspec URL.")
+@_oczss("--text", type=click.Path(dir_okay=False), help="Class x template text embeddings (.npy).")
+@_oczss("--allow-subset", is_flag=True, help="Evaluate even if some images have no cached clusters.")
+@_oczss("--cluster-mode", type=CLUSTER_MODES, help="Override the checkpoint's cluster mode.")
+@click.option("--config", "recipe", cls=_MethodOption, method="cass",
+              help="CASS recipe (see `oczss configs`) [default: the benchmark's constants].")
+@_cass_models
+def evaluate(method, dataset, split, json_out, data_root, device, weights, dino_weights, workers, limit, checkpoint,
+             mode, cache_url, text, allow_subset, cluster_mode, recipe, backbone, dino_model):
     """Per-class IoU, mIoU (S / U / harmonic for OC-ZSS) and pixel accuracy over a whole split."""
     from oczss.pipeline.evaluation import write_json
 
     if method == "cass":
         from oczss.pipeline.cass.evaluate import evaluate as run, format_report
 
-        _refuse(checkpoint=checkpoint, text=text, cache=cache_url, cluster_mode=cluster_mode,
-                why="--method cass needs no")
         report = run(dataset, split=split, recipe=recipe, data_root=data_root, device=device,
                      weights=weights or "pretrained", dino_weights=dino_weights, backbone=backbone,
                      dino_model=dino_model, workers=workers, limit=limit)
@@ -301,7 +405,6 @@ def evaluate(method, checkpoint, dataset, split, mode, recipe, json_out, data_ro
 
         if not checkpoint:
             raise OCZSSError("--method oczss needs --checkpoint (or use --method cass, which needs none)")
-        _refuse(config=recipe, why="--method oczss takes no")
         report = run(checkpoint, dataset, split=split, mode=mode, data_root=data_root, cache=cache_url, device=device,
                      weights=weights, text=text, workers=workers, limit=limit, allow_subset=allow_subset,
                      cluster_mode=cluster_mode, dino_weights=None if dino_weights == "pretrained" else dino_weights)
@@ -318,7 +421,7 @@ def _refuse(why: str, **given) -> None:
         raise OCZSSError(f"{why} {', '.join(extra)}")
 
 
-@main.command()
+@main.command(cls=_MethodCommand)
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--classes", required=True, help='Comma-separated class names, e.g. "cat,sofa,window" (CASS: '
               'synonyms with |, e.g. "person|man,cat").')
@@ -326,13 +429,15 @@ def _refuse(why: str, **given) -> None:
               help="oczss: a trained checkpoint; cass: training-free, no checkpoint.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="A checkpoint written by train (--method oczss).")
 @click.option("--config", "recipe", help="CASS recipe (see `oczss configs`) [default: cass].")
-@click.option("--out", default="predictions", show_default=True, type=click.Path(file_okay=False))
-@click.option("--device", default="auto", show_default=True)
+@click.option("--out", default="predictions", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the overlay and label PNGs.")
+@_device_option
 @click.option("--weights", help="CLIP weights: pretrained, random (tests/demo) or a PATH [oczss: as in training].")
 @click.option("--dino-weights", help="DINO weights [oczss: as the training cache; cass: pretrained].")
 @_cass_models
 @click.option("--text", type=click.Path(dir_okay=False), help="Text embeddings (.npy) for the classes (oczss).")
-@click.option("--mode", default="slide", show_default=True, type=click.Choice(["slide", "whole"]))
+@click.option("--mode", default="slide", show_default=True, type=click.Choice(["slide", "whole"]),
+              help="OC-ZSS inference over sliding windows or on the whole image.")
 @click.option("--overwrite", is_flag=True, help="Replace output files that already exist.")
 @click.option("--cluster-mode", type=CLUSTER_MODES, help="OC-ZSS: override the checkpoint's cluster mode.")
 def predict(images, classes, method, checkpoint, recipe, out, device, weights, dino_weights, backbone, dino_model, text,
@@ -358,9 +463,10 @@ def predict(images, classes, method, checkpoint, recipe, out, device, weights, d
 
 
 @main.command()
-@click.option("--out", default="oczss-demo", show_default=True, type=click.Path(file_okay=False))
+@click.option("--out", default="oczss-demo", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for everything the demo writes (reused by a second run).")
 @click.option("--iters", type=COUNT, help="Training iterations [default: the demo recipe's 600].")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, or cuda[:N] on a GPU.")
 def demo(out, iters, device):
     """Run precompute -> train -> eval -> predict (OC-ZSS, then CASS) on the built-in demo dataset (random weights,
     CPU, minutes)."""
@@ -377,31 +483,20 @@ def demo(out, iters, device):
                f"{out}/predictions-cass ({len(r['predictions_cass'])} files, CASS)")
 
 
-def _data_names() -> tuple[list[str], list[str]]:
-    """(names `data prepare` takes, `--dataset` names `data check` takes)."""
-    from oczss.pipeline.data.datasets import SPECS
-    from oczss.pipeline.data.prepare import ALIASES, NAMES
-
-    return list(NAMES) + list(ALIASES), list(SPECS)
-
-
-_PREPARE_NAMES, _CHECK_NAMES = _data_names()
-
-
 @main.group()
 def data():
     """Make the benchmark datasets from the official downloads, and check them."""
 
 
 @data.command("prepare")
-@click.argument("name", type=click.Choice(_PREPARE_NAMES))
+@click.argument("name", type=_Names(DATASETS))
 @click.option("--raw", type=click.Path(file_okay=False),
               help="Folder holding the downloads, extracted or as the original archives (not needed for demo).")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Dataset root to write: what --data-root points at afterwards.")
 @click.option("--workers", type=COUNT, help="Processes [default: the CPU cores].")
 def data_prepare(name, raw, out, workers):
-    """Make a dataset root from the official downloads.
+    """Make the dataset NAME's root from the official downloads.
 
     Writes the layout that --data-root expects, in parallel; resumable: finished files are kept, and every file is
     written atomically."""
@@ -409,22 +504,28 @@ def data_prepare(name, raw, out, workers):
 
     s = prepare(name, raw, out, workers=workers)
     click.echo(f"{out}: {name} ready, {s.written} files written and {s.skipped} kept from an earlier run in "
-               f"{s.seconds:.1f} s; `oczss data check --dataset {name} --data-root {out}` checks it")
+               f"{s.seconds:.1f} s; `oczss data check {name} --data-root {out}` checks it")
 
 
 @data.command("check")
-@click.option("--dataset", required=True, type=click.Choice(_CHECK_NAMES))
+@click.argument("name", required=False, type=_Names(DATASETS))
+@click.option("--dataset", type=_Names(DATASETS), help="The same as NAME (the older spelling).")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder [default: data/<folder>].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of text.")
 @click.option("--workers", type=COUNT, help="Reading processes [default: the CPU cores].")
-def data_check(dataset, data_root, as_json, workers):
-    """Check a dataset root against the official figures.
+def data_check(name, dataset, data_root, as_json, workers):
+    """Check the dataset NAME's root against the official figures.
 
     Counts per split, images without labels and labels without images, unreadable files, image and label sizes that
     differ, label values outside the class range, pixels per class. Exits 1 on any problem; a subset is a warning."""
     from oczss.pipeline.data.check import check, format_report, to_json
 
-    report = check(dataset, data_root, workers=workers)
+    if name and dataset and name != dataset:
+        raise OCZSSError(f"data check: NAME {name} contradicts --dataset {dataset}; give the dataset once")
+    if not (name or dataset):
+        raise OCZSSError(f"data check needs the dataset: `oczss data check NAME --data-root DIR`, NAME one of "
+                         f"{', '.join(DATASETS)}")
+    report = check(name or dataset, data_root, workers=workers)
     click.echo(to_json(report) if as_json else format_report(report))
     if not report["ok"]:
         click.echo(f"{report['root']}: {len(report['problems'])} problem(s)", err=True)
@@ -438,7 +539,7 @@ def convert():
 
 @convert.command("otseg")
 @click.argument("ckpt", type=click.Path(dir_okay=False))
-@click.option("--dataset", required=True, type=click.Choice(["voc", "context", "coco"]),
+@click.option("--dataset", required=True, type=_Names(("voc", "context", "coco")),
               help="The benchmark it was trained on.")
 @click.option("--setting", required=True, type=click.Choice(["inductive", "transductive", "fully"]),
               help="How it was trained (fully: fully supervised, every class seen).")

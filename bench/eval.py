@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from oczss.model.dino import DEFAULT_MODEL
-from oczss.model.weights import TINY
+from oczss.model.names import TINY
 from oczss.pipeline.stage2.evaluate import evaluate
 from oczss.pipeline.stage1.precompute import PrecomputeConfig, precompute
 from oczss.pipeline.stage2.recipes import resolve

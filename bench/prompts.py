@@ -27,7 +27,7 @@ import torch
 from oczss.model.clustering import fps_voronoi
 from oczss.model.compaction import compact, fit_basis
 from oczss.model.dino import DEFAULT_MODEL, DinoFeatures, load_dino
-from oczss.model.weights import TINY
+from oczss.model.names import TINY
 from oczss.pipeline.data.datasets import Dataset
 from oczss.pipeline.data.demo_scenes import ensure_demo
 from oczss.pipeline.data.images import load_resized

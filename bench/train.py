@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from oczss.model import OCZSSConfig, build_model
 from oczss.model.dino import DEFAULT_MODEL, DinoFeatures, load_dino
-from oczss.model.weights import TINY
+from oczss.model.names import TINY
 from oczss.pipeline.data.datasets import Dataset
 from oczss.pipeline.runtime import autocast, resolve_device
 from oczss.pipeline.stage1.precompute import PrecomputeConfig, precompute

@@ -6,6 +6,8 @@
         status       uint8 [N]          0 missing, 1 done, 2 failed
         labels_k{K}  uint8 [N, S, S]    chunks of one image, gzip
         features     float16 [N, T, T, D]   (when the cache stores them)
+Every array carries its dimension names as HDF5 dimension labels, the Zarr arrays' own (`image`, `y`, `x`, ...),
+and `ids` is attached as the dimension scale of every `image` axis (h5py: `dset.dims[0].label`, `dset.dims[0][0]`).
 Copied one shard at a time, each checked against its record first (a damaged shard stops the export). The file
 is written beside its target (a local temporary file for an fsspec URL target) and renamed or uploaded when
 complete, so no half-written file is ever left at the target.
@@ -54,20 +56,22 @@ def _write(cache: MaskCache, f: h5py.File, on_shard) -> None:
     for dataset in {d for d, _ in cache.splits()}:
         basis = cache.basis(dataset)
         if basis is not None:
-            f.create_dataset(f"{dataset}/feature_mean", data=basis[0])
-            f.create_dataset(f"{dataset}/feature_basis", data=basis[1])
+            _label(f.create_dataset(f"{dataset}/feature_mean", data=basis[0]), ("channel",))
+            _label(f.create_dataset(f"{dataset}/feature_basis", data=basis[1]), ("channel", "component"))
     for dataset, split in cache.splits():
         sc = cache.split(dataset, split)
         g = f.create_group(f"{dataset}/{split}")
         g.attrs["oczss_split"] = json.dumps(sc.meta, sort_keys=True)
         records = sc.records()
         g.attrs["failed"] = json.dumps({i: why for r in records if r for i, why in r["failed"].items()})
-        g.create_dataset("ids", data=np.array(sc.ids, dtype=object), dtype=h5py.string_dtype())
-        g.create_dataset("status", data=sc.status(records))
+        ids = g.create_dataset("ids", data=np.array(sc.ids, dtype=object), dtype=h5py.string_dtype())
+        _label(ids, ("image",))
+        ids.make_scale("image")
+        _label(g.create_dataset("status", data=sc.status(records)), ("image",), ids)
         layouts = array_layouts(p)
-        dsets = {name: g.create_dataset(name, shape=(sc.n, *shape), dtype=dtype, compression="gzip",
-                                        chunks=(1, *shape) if sc.n else None)
-                 for name, (shape, dtype, _) in layouts.items()}
+        dsets = {name: _label(g.create_dataset(name, shape=(sc.n, *shape), dtype=dtype, compression="gzip",
+                                               chunks=(1, *shape) if sc.n else None), ("image", *dims), ids)
+                 for name, (shape, dtype, dims) in layouts.items()}
         for shard in range(sc.num_shards):
             a, b = sc.rows(shard)
             if records[shard] is not None:
@@ -79,3 +83,12 @@ def _write(cache: MaskCache, f: h5py.File, on_shard) -> None:
                     dsets[name][a:b] = data[name]
             if on_shard:
                 on_shard()
+
+
+def _label(dset: h5py.Dataset, dims: tuple[str, ...], image_scale: h5py.Dataset | None = None) -> h5py.Dataset:
+    """Name every dimension of `dset`; attach `image_scale` (the ids) to its first, `image`, axis."""
+    for axis, name in zip(dset.dims, dims):
+        axis.label = name
+    if image_scale is not None:
+        dset.dims[0].attach_scale(image_scale)
+    return dset

@@ -19,7 +19,8 @@ import torch
 from open_clip.factory import load_state_dict
 
 from oczss.errors import OCZSSError
-from oczss.model.weights import TINY, announce_random, check_hub, fingerprint
+from oczss.model.names import TINY, check_name
+from oczss.model.weights import announce_random, check_hub, fingerprint
 
 TINY_CONFIG = {
     "embed_dim": 32,
@@ -47,10 +48,7 @@ def model_config(backbone: str, image_size: int = 0) -> dict:
     if backbone == TINY:
         cfg = {k: dict(v) if isinstance(v, dict) else v for k, v in TINY_CONFIG.items()}
     else:
-        cfg = open_clip.get_model_config(backbone)
-        if cfg is None:
-            raise OCZSSError(f"unknown CLIP backbone {backbone!r}: use an open_clip model name such as ViT-B-16, "
-                             f"or tiny")
+        cfg = open_clip.get_model_config(check_name("clip", backbone, "--backbone"))
     if image_size:
         cfg["vision_cfg"] = {**cfg["vision_cfg"], "image_size": image_size}
     return cfg

@@ -12,10 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from oczss.errors import OCZSSError
-from oczss.model.weights import TINY, announce_random, timm_weights
+from oczss.model.names import DINO_B16 as DEFAULT_MODEL, TINY, TINY_P8, TINY_P14, check_name
+from oczss.model.weights import announce_random, timm_weights
 
-DEFAULT_MODEL = "vit_base_patch16_224.dino"
-TINY_P8, TINY_P14 = "tiny-p8", "tiny-p14"
 # 2-layer, 48-wide test ViTs: `tiny` (patch 16, 3 heads) for Stage 1; `tiny-p8` (patch 8, 2 heads: the tiny
 # CLIP's head count, as CASS pairs heads one to one) for CASS; `tiny-p14` (DINOv2's patch 14) for SimZSS
 TINY_SHAPES = {TINY: dict(patch_size=16, num_heads=3), TINY_P8: dict(patch_size=8, num_heads=2),
@@ -28,6 +27,7 @@ def load_dino(name: str, weights: str, input_size: int, dynamic: bool = False) -
     import timm
     from timm.models.vision_transformer import VisionTransformer
 
+    check_name("dino", name, "--dino-model")
     kwargs = dict(img_size=input_size, num_classes=0, dynamic_img_size=dynamic)
     if weights == "random":
         announce_random(f"DINO ({name})")
@@ -36,17 +36,37 @@ def load_dino(name: str, weights: str, input_size: int, dynamic: bool = False) -
             if name in TINY_SHAPES:
                 model = VisionTransformer(**TINY_SHAPES[name], depth=2, embed_dim=48, **kwargs)
             else:
-                model = timm.create_model(name, pretrained=False, **kwargs)
+                model = _create(name, pretrained=False, **kwargs)
     elif name in TINY_SHAPES:
-        raise OCZSSError(f"--dino-model {name} exists for tests with --weights random only")
+        raise OCZSSError(f"--dino-model {name} exists for tests with --dino-weights random only")
     else:
         example = "dinov2_vitb14_pretrain.pth" if "dinov2" in name else "dino_vitbase16_pretrain.pth"
-        model = timm_weights(name, weights, "--weights", example, **kwargs)
+        try:
+            model = timm_weights(name, weights, "--dino-weights", example, **kwargs)
+        except TypeError as e:  # timm passes img_size on to a model that takes none: not a ViT
+            raise _not_vit(name, f" ({e})") from e
+    if not isinstance(getattr(model, "patch_embed", None), torch.nn.Module) or not hasattr(model, "blocks"):
+        raise _not_vit(name)
     patch = model.patch_embed.patch_size[0]
     if input_size % patch:
         raise OCZSSError(f"--input-size {input_size} is not a multiple of the patch size {patch} of {name}")
     model.eval().requires_grad_(False)
     return model
+
+
+def _create(name: str, **kwargs) -> torch.nn.Module:
+    """timm.create_model, refusing in one line a model that takes no ViT input size (not a ViT)."""
+    import timm
+
+    try:
+        return timm.create_model(name, **kwargs)
+    except TypeError as e:
+        raise _not_vit(name, f" ({e})") from e
+
+
+def _not_vit(name: str, why: str = "") -> OCZSSError:
+    return OCZSSError(f"--dino-model {name} is not a ViT{why}; DINO's patch tokens need a timm ViT such as "
+                      f"{DEFAULT_MODEL}")
 
 
 class DinoFeatures(torch.nn.Module):

@@ -20,7 +20,6 @@ from oczss.errors import OCZSSError
 
 log = logging.getLogger(__name__)
 
-TINY = "tiny"  # the 2-layer test backbones (CLIP and DINO): same code paths, seconds on a CPU
 RANDOM_NOTE = "RANDOM WEIGHTS: for tests and the demo only"
 TIMM_HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm asks the hub for
 

@@ -5,7 +5,3 @@
     stage2/   training, evaluation, inference and prediction, metrics, checkpoints, recipes
     demo.py   the whole pipeline on the demo dataset; render.py, runtime.py, console.py: shared by both stages
 """
-
-from oczss.model.clustering import fps_voronoi
-
-__all__ = ["fps_voronoi"]

@@ -69,12 +69,13 @@ def progress(total: int | None = None, desc: str = "", unit: str = "it", initial
 
 
 class _LogProgress:
-    """Progress as plain log lines: 'desc: n/total unit, rate unit/s, ETA h:mm:ss [postfix]'."""
+    """Progress as plain log lines: 'desc: n/total unit, rate, ETA h:mm:ss [postfix]'; the rate is unit/s, or s/unit
+    below 1 unit/s (as tqdm shows it). Closing writes the last state unless the line before already showed it."""
 
     def __init__(self, total: int | None, desc: str, unit: str, initial: int, every: float):
         self.total, self.desc, self.unit, self.n, self.every = total, desc, unit, initial, every
         self.start = self.last = time.monotonic()
-        self.first, self.postfix, self.closed = initial, "", False
+        self.first, self.postfix, self.closed, self.shown = initial, "", False, None
         self.log = logging.getLogger(LOGGER)
 
     def update(self, n: int = 1) -> None:
@@ -88,7 +89,8 @@ class _LogProgress:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self._emit()
+            if self.shown != (self.n, self.postfix):
+                self._emit()
 
     def __enter__(self):
         return self
@@ -98,14 +100,22 @@ class _LogProgress:
 
     def _emit(self) -> None:
         self.last = now = time.monotonic()
+        self.shown = (self.n, self.postfix)
         done = self.n - self.first
         rate = done / (now - self.start) if now > self.start else 0.0
         where = f"{self.n}/{self.total}" if self.total else f"{self.n}"
         eta = ""
         if self.total and rate > 0 and self.n < self.total:
             eta = f", ETA {_clock((self.total - self.n) / rate)}"
-        self.log.info("%s: %s %s, %.2f %s/s%s%s", self.desc, where, self.unit, rate, self.unit, eta,
+        self.log.info("%s: %s %s, %s%s%s", self.desc, where, self.unit, rate_text(rate, self.unit), eta,
                       f"  {self.postfix}" if self.postfix else "")
+
+
+def rate_text(rate: float, unit: str) -> str:
+    """'12.34 img/s', or below 1 per second the time per item, '42.0 s/img' (0 when nothing is done yet)."""
+    if rate >= 1 or rate <= 0:
+        return f"{rate:.2f} {unit}/s"
+    return f"{1 / rate:.1f} s/{unit}"
 
 
 def _clock(seconds: float) -> str:

@@ -18,6 +18,7 @@ BASE = np.array([  # high-contrast first colours; the rest are chosen to be as f
     (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
     (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255), (170, 110, 40),
     (255, 250, 200), (128, 0, 0), (170, 255, 195)], np.uint8)
+MIN_LIGHTNESS = 40  # CIE L* of every generated colour: none is mistaken for black (ignored pixels, dark shading)
 SIDE, MIN_WIDTH, PAD, FONT_SIZE, LINE = 480, 480, 6, 14, 18
 LEGEND_CELL = 170
 NOTICE_COLOUR = (200, 0, 0)
@@ -25,11 +26,14 @@ NOTICE_COLOUR = (200, 0, 0)
 
 @functools.lru_cache(maxsize=8)
 def _generated(n: int) -> np.ndarray:
-    """BASE, then greedy farthest-point picks in CIE Lab from a 16-level RGB grid: uint8 [n, 3], all distinct."""
+    """BASE, then greedy farthest-point picks in CIE Lab from the colours of a 16-level RGB grid with L* at least
+    MIN_LIGHTNESS, each as far as possible from black and from every colour chosen before: uint8 [n, 3], distinct."""
     grid = np.stack(np.meshgrid(*[np.arange(0, 256, 17)] * 3, indexing="ij"), -1).reshape(-1, 3).astype(np.uint8)
     pool_lab = _lab(grid)
+    grid, pool_lab = grid[pool_lab[:, 0] >= MIN_LIGHTNESS], pool_lab[pool_lab[:, 0] >= MIN_LIGHTNESS]
     chosen = [c for c in BASE[:n]]
-    nearest = np.min(np.linalg.norm(pool_lab[:, None] - _lab(np.array(chosen))[None], axis=-1), axis=1)
+    taken = _lab(np.array([(0, 0, 0), *chosen], np.uint8))
+    nearest = np.min(np.linalg.norm(pool_lab[:, None] - taken[None], axis=-1), axis=1)
     while len(chosen) < n:
         pick = int(nearest.argmax())
         chosen.append(grid[pick])

@@ -87,8 +87,10 @@ def test_eval_method_cass_on_a_benchmark_fixture(tmp_path):
     assert 0 <= report["pAcc"] <= 100 and "RANDOM WEIGHTS" in result.output
     result = run("eval", "--method", "cass", "--dataset", "demo", *TINY)
     assert result.exit_code == 2 and "class-name files" in result.output
-    result = run("eval", "--dataset", "voc21", "--data-root", root, *TINY)
+    result = run("eval", "--dataset", "voc21", "--data-root", root, *TINY[:4])
     assert result.exit_code == 2 and "--checkpoint" in result.output
+    result = run("eval", "--dataset", "voc21", "--data-root", root, *TINY)  # CASS's towers with OC-ZSS
+    assert result.exit_code == 2 and "--method oczss takes no --backbone, --dino-model" in result.output
 
 
 def test_predict_method_cass_needs_no_checkpoint(tmp_path):

@@ -14,7 +14,7 @@ from oczss.model.compaction import compact, fit_basis
 from oczss.model.dino import DinoFeatures, load_dino
 from oczss.pipeline.data.datasets import Dataset
 from oczss.pipeline.data.transforms import View
-from oczss.pipeline.stage1.precompute import FEATURE_DIM, PrecomputeConfig
+from oczss.pipeline.stage1.config import FEATURE_DIM, PrecomputeConfig
 from oczss.pipeline.stage2.checkpoint import load
 from oczss.pipeline.stage2.clusters import StepClusters, open_cached
 from oczss.pipeline.stage2.loader import Positions, TrainData

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from oczss.pipeline import fps_voronoi
+from oczss.model.clustering import fps_voronoi
 from oczss.model.clustering import first_centres
 
 

@@ -46,11 +46,11 @@ def test_a_clean_subset_is_only_warned_and_the_histogram_is_exact(tmp_path):
         counts = np.bincount(np.concatenate([lab.ravel() for lab in labels[split]]), minlength=256)
         assert entry["histogram"] == counts[:171].tolist()
         assert (entry["ignore"], entry["out_of_range"], entry["labelled"]) == (counts[255], 0, len(labels[split]))
-    result = CliRunner().invoke(main, ["data", "check", "--dataset", "coco", "--data-root", str(root)])
+    result = CliRunner().invoke(main, ["data", "check", "coco", "--data-root", str(root)])  # NAME, as data prepare
     assert result.exit_code == 0, result.output
     assert "(a subset)" in result.output and "wall-concrete" in result.output and result.output.endswith("ok\n")
-    as_json = CliRunner().invoke(main, ["data", "check", "--dataset", "coco", "--data-root", str(root), "--json",
-                                        "--workers", "1"])
+    as_json = CliRunner().invoke(main, ["data", "check", "--dataset", "COCO", "--data-root", str(root), "--json",
+                                        "--workers", "1"])  # the older --dataset, and a name in any case
     assert json.loads(as_json.output)["splits"][1]["histogram"] == report["splits"][1]["histogram"]
 
 

@@ -182,13 +182,30 @@ def test_coco_zips_equal_extracted_folders(tmp_path):
     assert a.written == 8 and tree(tmp_path / "a") == tree(tmp_path / "b")
 
 
+@pytest.mark.parametrize("maps", ["zipped", "beside the images", "own folder"])
+def test_coco_from_the_archives_extracted_in_place(tmp_path, maps):
+    """`unzip train2017.zip` and `unzip val2017.zip` in --raw give train2017/ and val2017/ there; the label maps may
+    stay zipped, or extract into the same folders or into a folder of their own."""
+    train, val, stuff = coco_files()
+    raw = tmp_path / "raw"
+    write({**train, **val}, raw)
+    if maps == "zipped":
+        archive(stuff, raw / "stuffthingmaps_trainval2017.zip")
+    else:
+        write(stuff, raw if maps == "beside the images" else raw / "stuffthingmaps_trainval2017")
+    s = prepare("coco", raw, tmp_path / "a", workers=1)
+    prepare("coco", coco_raw(tmp_path / "mmseg"), tmp_path / "b", workers=1)  # images/ and annotations/
+    assert s.written == 8 and tree(tmp_path / "a") == tree(tmp_path / "b")
+
+
 def test_missing_inputs_are_named_before_any_work(tmp_path):
     raw = coco_raw(tmp_path / "raw")
     (raw / "images" / "val2017" / "000000000501.jpg").unlink()
     with pytest.raises(OCZSSError, match=r"missing: .*images/val2017/000000000501\.jpg"):
         prepare("coco", raw, tmp_path / "out", workers=1)
     assert not (tmp_path / "out").exists()
-    with pytest.raises(OCZSSError, match=r"looked for the folder .*annotations/train2017 and for .*stuffthingmaps"):
+    with pytest.raises(OCZSSError, match=r"looked for the folder .*annotations/train2017 or .* \(holding \*\.png\) "
+                                         r"and for .*stuffthingmaps"):
         prepare("coco", tmp_path / "raw" / "images", tmp_path / "out", workers=1)
     with pytest.raises(OCZSSError, match="VOC 2012: not found.*VOCtrainval_11-May-2012.tar"):
         prepare("voc21", tmp_path, tmp_path / "out", workers=1)

@@ -87,6 +87,20 @@ def test_missing_root_and_files_named(tmp_path):
         Dataset("nope", root)
 
 
+def test_dataset_names_in_any_case_with_the_closest_suggested():
+    from oczss.pipeline.data.names import DATASETS, images_of
+    from oczss.pipeline.stage2.config import TrainConfig
+
+    assert tuple(SPECS) == DATASETS  # the light list the command line parses with
+    assert Dataset("VOC21", "x").spec.name == "voc21" and TrainConfig(dataset="Context").dataset == "context"
+    with pytest.raises(OCZSSError, match=r"'pascal'; did you mean voc or context59\?"):
+        Dataset("pascal", "x")
+    with pytest.raises(OCZSSError, match=r"did you mean cityscapes\?"):
+        TrainConfig(dataset="city-scapes")
+    assert [images_of(n) for n in ("voc21", "context60", "coco-object", "ade", "voc")] == \
+        ["voc", "context", "coco", "ade", "voc"]
+
+
 def test_rgb_label_refused(tmp_path):
     root = make_voc(tmp_path / "VOC2012")
     bad = root / "SegmentationClass" / "b.png"

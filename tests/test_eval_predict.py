@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import make_voc
+from oczss.cache.store import MaskCache
 from oczss.cli import main
 from oczss.pipeline.stage2.checkpoint import restore_model
 from oczss.pipeline.data.datasets import Dataset
@@ -47,7 +48,6 @@ def test_eval_report_and_json(trained, tmp_path):
     model, _ = restore_model(t["ckpt"], torch.device("cpu"))
     ds = Dataset("demo", t["root"])
     text = torch.from_numpy(np.load(t["text"]))
-    from oczss.cache.store import MaskCache
 
     sc = MaskCache.open(t["cache"]).split("demo", "val")
     correct = total = 0
@@ -74,15 +74,22 @@ def test_eval_report_and_json(trained, tmp_path):
 def test_cross_dataset_eval_on_voc(trained, tmp_path):
     root = make_voc(tmp_path / "VOC2012", val=("d", "e"))
     cache = tmp_path / "voc.zarr"
-    pre = run("precompute", "--dataset", "voc", "--data-root", root, "--split", "val", "--cache", cache, "--ks", 4,
-              "--input-size", 64, "--grid", 8, "--weights", "random", "--dino-model", "tiny", "--device", "cpu")
+    flags = ["--data-root", root, "--split", "val", "--cache", cache, "--ks", 4, "--input-size", 64, "--grid", 8,
+             "--dino-weights", "random", "--dino-model", "tiny", "--device", "cpu"]
+    elsewhere = run("eval", "--checkpoint", trained["ckpt"], "--dataset", "voc21", "--data-root", root, "--cache",
+                    trained["cache"], "--workers", 0)  # a demo cache: the message names a command that runs
+    assert elsewhere.exit_code == 2 and "`oczss precompute --dataset voc --split val" in elsewhere.output
+    pre = run("precompute", "--dataset", "VOC21", *flags)  # a variant, in any case: voc's images, cached as voc
     assert pre.exit_code == 0, pre.output
-    result = run("eval", "--checkpoint", trained["ckpt"], "--dataset", "voc", "--data-root", root, "--cache", cache,
-                 "--json", tmp_path / "x.json", "--workers", 0)
-    assert result.exit_code == 0, result.output
-    r = json.loads((tmp_path / "x.json").read_text())
-    assert r["cross_dataset"] and r["trained_on"] == "demo" and r["calibration"] == 0.0
-    assert len(r["iou"]) == 20 and r["unseen"] == [15, 16, 17, 18, 19] and r["images"] == 2
+    assert MaskCache.open(str(cache)).splits() == [("voc", "val")]
+    for name, classes, unseen in (("voc", 20, [15, 16, 17, 18, 19]), ("Voc21", 21, [])):
+        result = run("eval", "--checkpoint", trained["ckpt"], "--dataset", name, "--data-root", root, "--cache", cache,
+                     "--json", tmp_path / "x.json", "--workers", 0)
+        assert result.exit_code == 0, result.output
+        r = json.loads((tmp_path / "x.json").read_text())
+        assert r["cross_dataset"] and r["trained_on"] == "demo" and r["calibration"] == 0.0
+        assert r["dataset"] == name.lower() and len(r["iou"]) == classes and r["unseen"] == unseen
+        assert r["images"] == 2
 
 
 def test_predict_writes_pngs_and_skips_corrupt_images(trained, tmp_path):

@@ -50,6 +50,17 @@ def test_bad_checkpoints_are_refused_clearly(tmp_path):
         load_tower("tiny", "pretrained", "visual")
 
 
+def test_backbone_names_are_checked_naming_the_closest_and_how_to_list_them():
+    from oczss.model.dino import load_dino
+
+    with pytest.raises(OCZSSError, match=r"--backbone ViT-B-61: open_clip has no such model .*open_clip.list_models"):
+        model_config("ViT-B-61")
+    with pytest.raises(OCZSSError, match=r"did you mean vit_base_patch8_224\.dino.*timm\.list_models"):
+        load_dino("vit_base_patch8_224.dinov", "random", 64)
+    with pytest.raises(OCZSSError, match="resnet18 is not a ViT"):  # a timm model, but not one DINO's code reads
+        load_dino("resnet18", "random", 64)
+
+
 def test_random_weights_are_announced_and_recorded(caplog):
     model = build_model(OCZSSConfig(backbone="tiny", weights="random"))
     assert "RANDOM WEIGHTS" in caplog.text

@@ -17,15 +17,14 @@ from PIL import Image
 from oczss.cache.store import DONE, FAILED, MaskCache
 from oczss.cache.verify import verify
 from oczss.errors import OCZSSError
-from oczss.pipeline import fps_voronoi
-from oczss.model.clustering import first_centres
+from oczss.model.clustering import first_centres, fps_voronoi
 from oczss.model.dino import DinoFeatures, load_dino
 from oczss.pipeline.data.images import load_resized
 from oczss.pipeline.stage1.precompute import PrecomputeConfig, precompute
 
 TINY = dict(dataset="demo", weights="random", dino_model="tiny", input_size=64, grid=8, ks=(3, 5),
             shard_size=4, batch_size=3, decode_threads=2)
-FLAGS = ["--dataset", "demo", "--weights", "random", "--dino-model", "tiny", "--input-size", "64", "--grid", "8",
+FLAGS = ["--dataset", "demo", "--dino-weights", "random", "--dino-model", "tiny", "--input-size", "64", "--grid", "8",
          "--ks", "3,5", "--shard-size", "4", "--batch-size", "3", "--decode-threads", "2", "--device", "cpu"]
 
 
@@ -154,7 +153,7 @@ def test_other_parameters_refused_naming_them(demo_root, tmp_path):
 def test_dino_pretrained_offline_and_local_path(tmp_path):
     import timm
 
-    with pytest.raises(OCZSSError, match="--weights PATH"):
+    with pytest.raises(OCZSSError, match="--dino-weights PATH"):
         load_dino("vit_small_patch16_224.dino", "pretrained", 128)
     src = timm.create_model("vit_small_patch16_224.dino", pretrained=False, num_classes=0)
     torch.save(src.state_dict(), tmp_path / "dino.pth")

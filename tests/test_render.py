@@ -4,7 +4,7 @@ cut, a notice that stays visible on narrow images, legends that cannot be misrea
 import numpy as np
 from PIL import Image
 
-from oczss.pipeline.render import MIN_WIDTH, _fit, _font, _lab, colours, render, wrap
+from oczss.pipeline.render import MIN_LIGHTNESS, MIN_WIDTH, _fit, _font, _lab, colours, render, wrap
 
 
 def test_colours_stay_distinct_past_171_classes():
@@ -13,6 +13,14 @@ def test_colours_stay_distinct_past_171_classes():
     distances = np.linalg.norm(lab[:, None] - lab[None], axis=-1) + np.eye(200) * 1e9
     assert len({tuple(x) for x in c}) == 200 and distances.min() > 8  # clearly different to the eye
     assert np.array_equal(colours(16), colours(200)[:16])  # stable: a class keeps its colour as the list grows
+
+
+def test_many_class_colours_keep_away_from_black():
+    c = colours(256)
+    lab = _lab(c)
+    assert not (c.max(axis=1) < 40).any()  # the near-black: every channel below 40
+    assert lab[16:, 0].min() >= MIN_LIGHTNESS and lab[:, 0].min() > 25  # BASE's maroon is the darkest, L* 25.5
+    assert np.linalg.norm(lab, axis=1).min() > 40  # every colour far from black (Lab distance; 40 is unmistakable)
 
 
 def test_the_font_keeps_word_spaces_and_titles_wrap_without_losing_words():

@@ -36,7 +36,8 @@ from oczss.model.cass.text import query_embeddings
 from oczss.model.cass.towers import clip_cls, clip_last_input, dino_keys, dino_pixels
 from oczss.model.clip import load_tower
 from oczss.model.dino import load_dino
-from oczss.model.weights import TINY, fingerprint
+from oczss.model.names import CLIP_B16, DINO_B8, TINY
+from oczss.model.weights import fingerprint
 
 DINO_INPUT_SIZE = 224  # the DINO's own training size: its position grid stays as trained
 
@@ -144,8 +145,8 @@ class CASS(nn.Module):
             raise OCZSSError("CASS has no queries: call set_queries(query_embeddings(names)) first")
 
 
-def build_cass(config: CASSConfig, clip_weights: str, dino_weights: str, backbone: str = "ViT-B-16",
-               dino_model: str = "vit_base_patch8_224.dino", seed: int = 0) -> CASS:
+def build_cass(config: CASSConfig, clip_weights: str, dino_weights: str, backbone: str = CLIP_B16,
+               dino_model: str = DINO_B8, seed: int = 0) -> CASS:
     """CASS with both frozen towers loaded by name, local path or `random` (load_tower, load_dino); the DINO is
     not loaded when config.vfm is off. `seed` seeds random CLIP weights."""
     visual = load_tower(backbone, clip_weights, "visual", seed)
@@ -155,6 +156,6 @@ def build_cass(config: CASSConfig, clip_weights: str, dino_weights: str, backbon
     if config.vfm:
         dino = load_dino(dino_model, dino_weights, DINO_INPUT_SIZE)
         fingerprints["dino"] = fingerprint(dino)
-    tokenizer = open_clip.get_tokenizer("ViT-B-16" if backbone == TINY else backbone)
+    tokenizer = open_clip.get_tokenizer(CLIP_B16 if backbone == TINY else backbone)
     random_weights = visual.random or (config.vfm and dino_weights == "random")
     return CASS(config, visual.module, text.module, tokenizer, dino, fingerprints, random_weights)

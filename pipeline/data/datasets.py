@@ -37,6 +37,7 @@ from oczss.errors import OCZSSError
 from oczss.model import IGNORE
 from oczss.pipeline.data.classes import (ADE_CLASSES, CITYSCAPES_CLASSES, COCO_CLASSES, COCO_OBJECT_CLASSES,
                                          CONTEXT_CLASSES, DEMO_CLASSES, VOC_CLASSES)
+from oczss.pipeline.data.names import canonical
 
 SPLITS = ("train", "val")
 __all__ = ["DEMO_CLASSES", "SPECS", "SPLITS", "Dataset", "DatasetSpec", "Part", "Sample", "default_root",
@@ -105,9 +106,8 @@ SPECS = {
 
 
 def spec(name: str) -> DatasetSpec:
-    if name not in SPECS:
-        raise OCZSSError(f"unknown dataset {name!r}; choose one of {', '.join(SPECS)}")
-    return SPECS[name]
+    """The spec of `name`, in any case; an unknown name is refused naming the closest ones."""
+    return SPECS[canonical(name)]
 
 
 def default_root(name: str) -> Path:

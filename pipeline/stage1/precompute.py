@@ -35,58 +35,17 @@ from oczss.cache.store import MaskCache
 from oczss.errors import OCZSSError
 from oczss.model.clustering import cluster_maps
 from oczss.model.compaction import compact, fit_basis
-from oczss.model.dino import DEFAULT_MODEL, DinoFeatures, load_dino
+from oczss.model.dino import DinoFeatures, load_dino
 from oczss.model.weights import fingerprint
 from oczss.pipeline import console
 from oczss.pipeline.data.datasets import Dataset
 from oczss.pipeline.data.images import ImageError, load_resized
 from oczss.pipeline.runtime import device_type, resolve_device
+from oczss.pipeline.stage1.config import PrecomputeConfig
 
 log = logging.getLogger(__name__)
 TASKS_PER_DEVICE = 2
-FEATURE_DIM = 32  # D of the compact features of the `view` cluster mode: 32 x 32 tokens x 32 x fp16 = 64 KB/image
 FIT_IMAGES = 64  # images whose DINO tokens fit a dataset's PCA basis
-
-
-@dataclass(frozen=True)
-class PrecomputeConfig:
-    """The flags of `oczss precompute`. split: 'train', 'val' or 'all'."""
-
-    dataset: str
-    cache: str
-    data_root: str | None = None
-    split: str = "train"
-    ks: tuple[int, ...] = (6, 8)
-    input_size: int = 512
-    grid: int = 64
-    batch_size: int = 32
-    device: str = "auto"
-    weights: str = "pretrained"
-    dino_model: str = DEFAULT_MODEL
-    seed: int = 0
-    shard_size: int = 256
-    decode_threads: int = min(16, os.cpu_count() or 1)
-    scheduler: str | None = None
-    retry_failed: bool = False
-    force_unlock: bool = False
-    feature_dim: int = FEATURE_DIM
-
-    def __post_init__(self):
-        """Refuse bad flags before any work starts."""
-        if self.split not in ("train", "val", "all"):
-            raise OCZSSError(f"--split {self.split!r}: choose train, val or all")
-        for flag, v in (("--input-size", self.input_size), ("--grid", self.grid), ("--batch-size", self.batch_size),
-                        ("--shard-size", self.shard_size), ("--decode-threads", self.decode_threads)):
-            if v < 1:
-                raise OCZSSError(f"{flag} {v}: must be at least 1")
-        if self.seed < 0:
-            raise OCZSSError(f"--seed {self.seed}: must be at least 0")
-        if not 0 <= self.feature_dim <= 256:
-            raise OCZSSError(f"--feature-dim {self.feature_dim}: must lie in 0..256 (0: store no features)")
-        top = min(255, self.grid * self.grid)
-        if not self.ks or min(self.ks) < 1 or max(self.ks) > top:
-            raise OCZSSError(f"--ks {','.join(map(str, self.ks))}: every K must lie in 1..{top} (at most 255, and at "
-                             f"most the S x S = {self.grid}x{self.grid} cells of --grid)")
 
 
 @dataclass(frozen=True)

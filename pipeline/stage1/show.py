@@ -16,12 +16,15 @@ from oczss.errors import OCZSSError
 from oczss.model.weights import RANDOM_NOTE
 from oczss.pipeline.data.datasets import Dataset
 from oczss.pipeline.data.images import ImageError, load_rgb
+from oczss.pipeline.data.names import canonical, images_of
 from oczss.pipeline.render import render
 
 
 def show(url: str, image_id: str, dataset: str, k: int, out: str | Path, split: str | None = None,
          data_root: str | None = None) -> Path:
-    """Write the picture for `image_id` to `out` (PNG) and return its path."""
+    """Write the picture for `image_id` to `out` (PNG) and return its path. dataset: any case; a variant's images
+    are cached under its base's name."""
+    dataset = images_of(canonical(dataset))
     cache = MaskCache.open(url)
     if k not in cache.params.ks:
         raise OCZSSError(f"--k {k}: cache {url} has K in {','.join(map(str, cache.params.ks))}")

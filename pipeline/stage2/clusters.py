@@ -26,6 +26,7 @@ from oczss.errors import OCZSSError
 from oczss.model.clustering import fps_voronoi
 from oczss.model.dino import DinoFeatures, resize_grid
 from oczss.pipeline.data.datasets import Sample
+from oczss.pipeline.data.names import images_of
 from oczss.pipeline.data.transforms import MEAN, STD
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,9 @@ def open_cached(samples: list[Sample], url: str, dataset: str, split: str, mode:
     """(samples the cache has, their CachedMaps for `mode`, how many were dropped, the cluster source a checkpoint
     records). Refused before any work: a cache without this (dataset, split), without K = k or features for the
     view mode, or whose grid is coarser than `min_grid` (the message says what to run). Samples whose rows are
-    missing or failed are dropped; the caller decides whether that is acceptable."""
+    missing or failed are dropped; the caller decides whether that is acceptable. A variant (voc21) reads the
+    cache of the dataset whose images it shares (voc)."""
+    dataset = images_of(dataset)
     cache = MaskCache.open(url)
     sc = cache.require(dataset, split, k, min_grid)
     if mode == "view" and not cache.params.feature_dim:

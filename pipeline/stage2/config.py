@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from oczss.errors import OCZSSError
+from oczss.model.names import DINO_B16, check_name
 from oczss.pipeline.data.datasets import SPECS
+from oczss.pipeline.data.names import canonical
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -50,7 +53,7 @@ class TrainConfig:
     milestone_every: int = 10000
     description: str = ""
     cluster_mode: str = "view"
-    dino_model: str = "vit_base_patch16_224.dino"
+    dino_model: str = DINO_B16
     dino_weights: str = "pretrained"
     model: dict = field(default_factory=dict)
 
@@ -59,10 +62,11 @@ class TrainConfig:
         return self.lr * self.lr_mult
 
     def __post_init__(self):
-        if self.dataset not in SPECS:
-            raise OCZSSError(f"dataset {self.dataset!r}: choose one of {', '.join(SPECS)}")
+        object.__setattr__(self, "dataset", canonical(self.dataset, tuple(SPECS)))  # any case
         if self.cluster_mode not in ("whole", "view", "online"):
             raise OCZSSError(f"--cluster-mode {self.cluster_mode!r}: choose whole, view or online")
+        if self.cluster_mode == "online":
+            check_name("dino", self.dino_model, "--dino-model")
         if self.setting not in ("inductive", "transductive"):
             raise OCZSSError(f"--setting {self.setting!r}: choose inductive or transductive")
         for name, least in (("iters", 1), ("batch_size", 1), ("micro_batch", 0), ("workers", 0), ("seed", 0),

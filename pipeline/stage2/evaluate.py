@@ -17,7 +17,9 @@ import logging
 from oczss.cache.store import default_cache_url
 from oczss.errors import OCZSSError
 from oczss.model.weights import RANDOM_NOTE
+from oczss.pipeline.console import rate_text
 from oczss.pipeline.data.datasets import Dataset, spec as dataset_spec
+from oczss.pipeline.data.names import canonical, images_of
 from oczss.pipeline.data.pairs import check_pairs
 from oczss.pipeline.evaluation import run_split, subset_note
 from oczss.pipeline.runtime import resolve_device
@@ -35,7 +37,8 @@ def evaluate(checkpoint: str, dataset_name: str, *, split: str = "val", mode: st
              data_root: str | None = None, cache: str | None = None, device: str = "auto", weights: str | None = None,
              text: str | None = None, workers: int = 2, limit: int | None = None, allow_subset: bool = False,
              cluster_mode: str | None = None, dino_weights: str | None = None, progress: bool = True) -> dict:
-    """Evaluate and return the report (also what `--json` writes)."""
+    """Evaluate and return the report (also what `--json` writes). dataset_name: any case."""
+    dataset_name = canonical(dataset_name)
     if mode not in ("slide", "whole"):
         raise OCZSSError(f"--mode {mode!r}: choose slide or whole")
     if limit is not None and limit < 1:
@@ -92,8 +95,8 @@ def _eval_clusters(ckpt: dict, cluster_mode: str | None, samples: list, cache: s
         kept, maps, without, _ = open_cached(samples, cache, dataset_name, split, cluster_mode, k)
         if without and not allow_subset:
             raise OCZSSError(f"{without} of {len(samples)} {dataset_name}/{split} images have no cluster labels in "
-                             f"{cache}; finish the cache (`oczss precompute --dataset {dataset_name} --split {split} "
-                             f"--cache {cache}`, with --retry-failed for failed images) or pass --allow-subset to "
+                             f"{cache}; finish the cache (`oczss precompute --dataset {images_of(dataset_name)} --split "
+                             f"{split} --cache {cache}`, with --retry-failed for failed images) or pass --allow-subset to "
                              f"evaluate the others only")
         return kept, maps, without, factory(cluster_mode), cache
     if cluster_mode == "online":
@@ -112,5 +115,5 @@ def format_report(r: dict) -> str:
         tag = "unseen" if c in set(r["unseen"]) else "seen"
         lines.append(f"  {name:<{width}}  {tag:<6}  {r['iou'][c]:6.2f}")
     lines.append(f"mIoU(S) {r['mIoU_seen']:.2f}  mIoU(U) {r['mIoU_unseen']:.2f}  hIoU {r['hIoU']:.2f}  "
-                 f"mIoU {r['mIoU']:.2f}  pAcc {r['pAcc']:.2f}  ({r['images_per_second']:.2f} img/s)")
+                 f"mIoU {r['mIoU']:.2f}  pAcc {r['pAcc']:.2f}  ({rate_text(r['images_per_second'], 'img')})")
     return "\n".join(lines)

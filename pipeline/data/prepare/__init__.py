@@ -13,6 +13,7 @@ from pathlib import Path
 
 from oczss.errors import OCZSSError
 from oczss.pipeline.data.demo_scenes import MARKER, VERSION, ensure_demo
+from oczss.pipeline.data.names import canonical
 from oczss.pipeline.data.prepare import ade, captions, cityscapes, coco, context, voc
 from oczss.pipeline.data.prepare.runner import Summary, default_workers, execute
 
@@ -26,9 +27,8 @@ def prepare(name: str, raw: str | Path | None, out: str | Path, workers: int | N
     workers: processes (default: the CPU cores this process may use; 1 = no pool). Raises OCZSSError naming any
     missing input before writing anything, and naming every input that could not be converted after the run.
     """
+    name = canonical(name, NAMES + tuple(ALIASES))
     family = ALIASES.get(name, name)
-    if family not in NAMES:
-        raise OCZSSError(f"unknown dataset {name!r} for prepare; choose one of {', '.join(NAMES + tuple(ALIASES))}")
     out = Path(out)
     if family == "demo":
         start, marker = time.perf_counter(), out / MARKER

@@ -1,8 +1,10 @@
 """COCO-Stuff 164k and COCO-Object from the COCO 2017 images and the COCO-Stuff `stuffthingmaps`.
 
 Inputs in `--raw`, extracted or as the zips (any mix):
-    images/train2017/*.jpg, images/val2017/*.jpg          or train2017.zip, val2017.zip
-    annotations/{train2017,val2017}/*.png (values 0..181, 255 = unlabelled)   or stuffthingmaps_trainval2017.zip
+    images/train2017/*.jpg, images/val2017/*.jpg (mmseg's layout), or train2017/, val2017/ as the zips extract
+        in `--raw`, or train2017.zip, val2017.zip
+    annotations/{train2017,val2017}/*.png (values 0..181, 255 = unlabelled), or the same folders extracted into
+        `--raw` itself (beside the images) or into stuffthingmaps_trainval2017/, or stuffthingmaps_trainval2017.zip
 Output (`--out`, the `coco` / `coco-object` root): {train,val}2017/*.jpg and annotations/{train,val}2017/
 *_labelTrainIds.png (coco) or *_instanceTrainIds.png (coco-object); both fit in one root.
 
@@ -58,11 +60,12 @@ def convert(ref, kind: str) -> bytes:
 
 
 def plan(kind: str, raw: Path, out: Path) -> Plan:
-    maps = locate(raw, "COCO-Stuff label maps", "annotations", "train2017", ("stuffthingmaps_trainval2017.zip",))
+    maps = locate(raw, "COCO-Stuff label maps", ("annotations", "stuffthingmaps_trainval2017", ""), "train2017",
+                  ("stuffthingmaps_trainval2017.zip",), ".png")
     tasks = []
     for split in ("train", "val"):
         sub = f"{split}2017"
-        images = locate(raw, f"COCO {sub} images", "images", sub, (f"{sub}.zip",))
+        images = locate(raw, f"COCO {sub} images", ("images", ""), sub, (f"{sub}.zip",), ".jpg")
         ids = _pair(maps, images, sub)
         tasks.append(Task([(f"{sub}/{i}.jpg", out / sub / f"{i}.jpg") for i in ids], tree=images))
         tasks.append(Task([(f"{sub}/{i}.png", out / "annotations" / sub / f"{i}{SUFFIX[kind]}") for i in ids],

@@ -185,11 +185,17 @@ class TarTree(_ArchiveTree):
                     yield wanted[m.name], DataRef(tar.extractfile(m).read())
 
 
-def locate(raw: Path, what: str, folder: str, marker: str, archives: tuple[str, ...]) -> Tree:
-    """The download `what` in `raw`: the extracted `raw/folder` if `raw/folder/marker` is a folder, else the first of
-    `archives` found in `raw` (members under `marker/`). Raises OCZSSError naming every place it looked."""
-    if (raw / folder / marker).is_dir():
-        return FolderTree(raw / folder)
+def locate(raw: Path, what: str, folders: str | tuple[str, ...], marker: str, archives: tuple[str, ...],
+           suffix: str = "") -> Tree:
+    """The download `what` in `raw`: the extracted `raw/folder` for the first of `folders` ("" = `raw` itself) where
+    `raw/folder/marker` is a folder holding a file ending in `suffix` (two downloads may extract into one folder),
+    else the first of `archives` found in `raw` (members under `marker/`). Raises OCZSSError naming every place it
+    looked."""
+    folders = (folders,) if isinstance(folders, str) else folders
+    for folder in folders:
+        top = raw / folder / marker
+        if top.is_dir() and (not suffix or any(e.name.endswith(suffix) for e in os.scandir(top))):
+            return FolderTree(raw / folder)
     for name in archives:
         path = raw / name
         if path.is_file():
@@ -200,9 +206,9 @@ def locate(raw: Path, what: str, folder: str, marker: str, archives: tuple[str, 
             if not tree.files(marker):
                 raise OCZSSError(f"{what}: {path} holds no {marker}/ folder; is it the right download?")
             return tree
-    looked = [str(raw / folder / marker)] + [str(raw / a) for a in archives]
-    raise OCZSSError(f"{what}: not found; looked for the folder {looked[0]} and for "
-                     + " or ".join(looked[1:]))
+    looked = " or ".join(str(raw / folder / marker) for folder in folders) + (f" (holding *{suffix})" if suffix else "")
+    raise OCZSSError(f"{what}: not found; looked for the folder {looked} and for "
+                     + " or ".join(str(raw / a) for a in archives))
 
 
 def require(tree: Tree, names: Iterable[str], what: str) -> None:
