@@ -386,6 +386,36 @@ def predict(inputs, classes, method, checkpoint, recipe, out, save, batch_size, 
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on (another than the "
+              "loopback one lets other machines upload).")
+@click.option("--port", default=7860, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="An OC-ZSS checkpoint to offer beside CASS (repeatable).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--weights", default="pretrained", show_default=True, help="CASS's CLIP weights: pretrained, random "
+              "(tests/demo) or a PATH.")
+@click.option("--dino-weights", help="CASS's DINO weights [default: pretrained; random with random --weights].")
+@_cass_models
+@click.option("--config", "recipe", help="CASS recipe (see `oczss configs`) [default: cass].")
+@click.option("--max-upload-mb", default=20, show_default=True, type=COUNT, help="Bytes per request, in MB.")
+@click.option("--max-images", default=8, show_default=True, type=COUNT, help="Images per request.")
+@click.option("--max-pixels", default=25_000_000, show_default=True, type=COUNT, help="Pixels per image.")
+def app(host, port, checkpoints, device, weights, dino_weights, backbone, dino_model, recipe, max_upload_mb,
+        max_images, max_pixels):
+    """A local web page: upload photos, type class names, see the segmentation (pip install 'oczss[app]')."""
+    try:
+        from oczss.pipeline.app import serve
+    except ImportError as e:
+        raise OCZSSError(f"oczss app needs its extra: pip install 'oczss[app]' ({e})") from None
+
+    offers = {"CASS (training-free)": ("cass", dict(weights=weights, dino_weights=dino_weights, config=recipe,
+                                                    backbone=backbone, dino_model=dino_model))}
+    offers.update({f"OC-ZSS {path}": (path, {}) for path in checkpoints})
+    serve(offers, device=device, host=host, port=port, max_upload_mb=max_upload_mb, max_images=max_images,
+          max_pixels=max_pixels)
+
+
+@main.command()
 @click.option("--out", default="oczss-demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--iters", type=COUNT, help="Training iterations [default: the demo recipe's 600].")
 @click.option("--device", default="cpu", show_default=True)
