@@ -104,8 +104,8 @@ def _same_run(records: dict[str, dict], expected: dict[str, str], out_dir: Path)
     for record in records.values():
         differ = [k.split(":")[1] for k, v in expected.items() if record.get("run", {}).get(k) != v]
         if differ:
-            raise OCZSSError(f"--out {out_dir} holds predictions made with other {' and '.join(differ)} ({out_dir / RECORDS}"
-                             f"); choose another --out, or pass --overwrite to replace them")
+            raise OCZSSError(f"--out {out_dir} holds predictions made with other {' and '.join(differ)} "
+                             f"({out_dir / RECORDS}); choose another --out, or pass --overwrite to replace them")
 
 
 def run(p: Plan, segmenter: Segmenter, *, batch_size: int = 4, workers: int = 2, show_progress: bool = True) -> Summary:

@@ -107,7 +107,7 @@ def test_ctrl_c_leaves_no_partial_file_and_the_rerun_finishes(photos, tmp_path, 
 
     with pytest.raises(KeyboardInterrupt):
         atomic(target, interrupted)
-    assert os.listdir(tmp_path).count("x.png") == 0 and not list(tmp_path.glob(f".x.png*"))
+    assert os.listdir(tmp_path).count("x.png") == 0 and not list(tmp_path.glob(".x.png*"))
 
 
 def test_unreadable_images_are_skipped_and_a_run_of_none_is_an_error(tmp_path, fake_method):
