@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import shutil
+import signal
 import tempfile
 import threading
 import uuid
@@ -145,6 +146,10 @@ def _json(data: dict, status: int = 200) -> Response:
     return Response(json.dumps(data, ensure_ascii=False), status=status, mimetype="application/json")
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def serve(offers: dict[str, tuple[str, dict]], device: str = "auto", host: str = "127.0.0.1", port: int = 7860,
           **limits) -> None:
     """Load every offered segmenter (label -> (oczss.load source, its options); text embeddings cached in the
@@ -157,15 +162,14 @@ def serve(offers: dict[str, tuple[str, dict]], device: str = "auto", host: str =
                       for label, (source, options) in offers.items()}
         app = App(segmenters, workdir / "requests", **limits)
         server = make_server(host, port, app, threaded=True)
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+        if threading.current_thread() is threading.main_thread():  # SIGTERM stops it as Ctrl-C does
+            signal.signal(signal.SIGTERM, _interrupt)
         if host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("serving on %s: anyone who can reach this address can upload images", host)
         log.info("oczss app on http://%s:%d/ (Ctrl-C stops it; its files are in %s)", host, server.server_port,
                  workdir)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            log.info("stopped")
-        finally:
-            server.server_close()
+        server.serve_forever()  # Werkzeug's returns on Ctrl-C (and on SIGTERM, above) and closes the socket
+        log.info("oczss app stopped; %s removed", workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
