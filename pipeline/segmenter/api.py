@@ -55,7 +55,7 @@ def load(source: str | Path, *, device: str = "auto", **options) -> Segmenter:
                          f"file")
     cls = methods.method_class(name)
     methods.check_options(cls, options, source)
-    with _one_notice():
+    with _HeldBackNotices():
         method = cls.load(source, device=device, **options, **({"_checkpoint": checkpoint} if checkpoint else {}))
     if method.random_weights:
         what = name if source.lower() == name else f"{source} ({name})"
@@ -64,7 +64,7 @@ def load(source: str | Path, *, device: str = "auto", **options) -> Segmenter:
     return Segmenter(method)
 
 
-class _one_notice:
+class _HeldBackNotices:
     """Holds back the model loaders' own random-weights log lines while `load` runs: it warns once itself."""
 
     class _Drop(logging.Filter):
