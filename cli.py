@@ -414,52 +414,99 @@ def evaluate(method, dataset, split, json_out, data_root, device, weights, dino_
         click.echo(f"report: {json_out}")
 
 
-def _refuse(why: str, **given) -> None:
-    """Refuse flags that the chosen method does not take, before any work."""
-    extra = [f"--{name}" for name, value in given.items() if value]
-    if extra:
-        raise OCZSSError(f"{why} {', '.join(extra)}")
+def _save_kinds(ctx, param, value) -> tuple[str, ...]:
+    from oczss.pipeline.segmenter.outputs import parse_save
+
+    try:
+        return parse_save(value, "--save")
+    except OCZSSError as e:
+        raise click.BadParameter(str(e).split(": ", 1)[1]) from None
 
 
 @main.command(cls=_MethodCommand)
-@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--classes", required=True, help='Comma-separated class names, e.g. "cat,sofa,window" (CASS: '
-              'synonyms with |, e.g. "person|man,cat").')
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--classes", required=True, help='Comma-separated class names, | between synonyms of one class, e.g. '
+              '"cat,sofa|couch,window".')
 @click.option("--method", default="oczss", show_default=True, type=METHODS,
               help="oczss: a trained checkpoint; cass: training-free, no checkpoint.")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), help="A checkpoint written by train (--method oczss).")
-@click.option("--config", "recipe", help="CASS recipe (see `oczss configs`) [default: cass].")
 @click.option("--out", default="predictions", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for the overlay and label PNGs.")
+              help="Folder for the pictures and predictions.jsonl.")
+@click.option("--save", default="overlay,labels", show_default=True, callback=_save_kinds,
+              help="What to write per image: overlay, labels (PNG), probs (float16 .npy); predictions.jsonl always.")
+@click.option("--batch-size", default=4, type=COUNT, show_default=True, help="Images per model call.")
+@click.option("--workers", default=2, type=NATURAL, show_default=True,
+              help="Threads decoding images ahead of the model (and writing outputs behind it).")
 @_device_option
 @click.option("--weights", help="CLIP weights: pretrained, random (tests/demo) or a PATH [oczss: as in training].")
 @click.option("--dino-weights", help="DINO weights [oczss: as the training cache; cass: pretrained].")
+@click.option("--overwrite", is_flag=True, help="Redo images already done in --out (default: skip them).")
+@_oczss("--checkpoint", type=click.Path(dir_okay=False), help="A checkpoint written by train (required).")
+@_oczss("--text", type=click.Path(dir_okay=False), help="Text embeddings (.npy) for the classes.")
+@_oczss("--mode", default="slide", show_default=True, type=click.Choice(["slide", "whole"]),
+        help="Inference over sliding windows or on the whole image.")
+@_oczss("--cluster-mode", type=CLUSTER_MODES, help="Override the checkpoint's cluster mode.")
+@click.option("--config", "recipe", cls=_MethodOption, method="cass",
+              help="CASS recipe (see `oczss configs`) [default: cass].")
 @_cass_models
-@click.option("--text", type=click.Path(dir_okay=False), help="Text embeddings (.npy) for the classes (oczss).")
-@click.option("--mode", default="slide", show_default=True, type=click.Choice(["slide", "whole"]),
-              help="OC-ZSS inference over sliding windows or on the whole image.")
-@click.option("--overwrite", is_flag=True, help="Replace output files that already exist.")
-@click.option("--cluster-mode", type=CLUSTER_MODES, help="OC-ZSS: override the checkpoint's cluster mode.")
-def predict(images, classes, method, checkpoint, recipe, out, device, weights, dino_weights, backbone, dino_model, text,
-            mode, overwrite, cluster_mode):
-    """Segment your own images with your own class names: overlay and label PNGs per image."""
+def predict(inputs, classes, method, out, save, batch_size, workers, device, weights, dino_weights, overwrite,
+            checkpoint, text, mode, cluster_mode, recipe, backbone, dino_model):
+    """Segment your own images with your own class names.
+
+    INPUTS are image files, folders (searched recursively) and quoted globs ("photos/**/*.jpg"). Resumable: a
+    rerun skips the images already done in --out."""
+    from oczss.model.weights import RANDOM_NOTE
+    from oczss.pipeline.prediction import plan, run
+    from oczss.pipeline.segmenter import load
+
     if method == "cass":
-        from oczss.pipeline.cass.predict import predict as run_cass
-
-        _refuse(checkpoint=checkpoint, text=text, cluster_mode=cluster_mode, why="--method cass needs no")
-        written = run_cass(list(images), classes.split(","), out, recipe=recipe, device=device,
-                           weights=weights or "pretrained", dino_weights=dino_weights or "pretrained",
-                           backbone=backbone, dino_model=dino_model, overwrite=overwrite)
+        source, options = "cass", dict(weights=weights or "pretrained", dino_weights=dino_weights or "pretrained",
+                                       config=recipe, backbone=backbone, dino_model=dino_model)
     else:
-        from oczss.pipeline.stage2.predict import predict as run
-
         if not checkpoint:
             raise OCZSSError("--method oczss needs --checkpoint; `--method cass` segments without one")
-        _refuse(config=recipe, why="--method oczss takes no")
-        written = run(list(images), checkpoint, classes.split(","), out, device=device, weights=weights,
-                      dino_weights=dino_weights, text=text, mode=mode, overwrite=overwrite, cluster_mode=cluster_mode)
-    for path in written:
-        click.echo(path)
+        source, options = checkpoint, dict(weights=weights, dino_weights=dino_weights, text=text, mode=mode,
+                                           cluster_mode=cluster_mode)
+    todo = plan(list(inputs), classes, out, save, overwrite)
+    if len(todo.done) == len(todo.jobs):
+        click.echo(f"{out}: all {len(todo.jobs)} images are done already ({out}/predictions.jsonl); --overwrite "
+                   f"redoes them")
+        return
+    segmenter = load(source, device=device, **options)
+    summary = run(todo, segmenter, batch_size=batch_size, workers=workers)
+    failed = f", {len(summary.failed)} unreadable (listed above)" if summary.failed else ""
+    click.echo(f"{out}: {summary.written} images segmented in {summary.seconds:.1f} s "
+               f"({summary.images_per_second:.2f} img/s), {summary.skipped} done before{failed}; "
+               f"{out}/predictions.jsonl lists them" + (f"; {RANDOM_NOTE}" if segmenter.random_weights else ""))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on (another than the "
+              "loopback one lets other machines upload).")
+@click.option("--port", default=7860, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="An OC-ZSS checkpoint to offer beside CASS (repeatable).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--weights", default="pretrained", show_default=True, help="CASS's CLIP weights: pretrained, random "
+              "(tests/demo) or a PATH.")
+@click.option("--dino-weights", help="CASS's DINO weights [default: pretrained; random with random --weights].")
+@_cass_models
+@click.option("--config", "recipe", help="CASS recipe (see `oczss configs`) [default: cass].")
+@click.option("--max-upload-mb", default=20, show_default=True, type=COUNT, help="Bytes per request, in MB.")
+@click.option("--max-images", default=8, show_default=True, type=COUNT, help="Images per request.")
+@click.option("--max-pixels", default=25_000_000, show_default=True, type=COUNT, help="Pixels per image.")
+def app(host, port, checkpoints, device, weights, dino_weights, backbone, dino_model, recipe, max_upload_mb,
+        max_images, max_pixels):
+    """A local web page: upload photos, type class names, see the segmentation (pip install 'oczss[app]')."""
+    try:
+        from oczss.pipeline.app import serve
+    except ImportError as e:
+        raise OCZSSError(f"oczss app needs its extra: pip install 'oczss[app]' ({e})") from None
+
+    offers = {"CASS (training-free)": ("cass", dict(weights=weights, dino_weights=dino_weights, config=recipe,
+                                                    backbone=backbone, dino_model=dino_model))}
+    offers.update({f"OC-ZSS {path}": (path, {}) for path in checkpoints})
+    serve(offers, device=device, host=host, port=port, max_upload_mb=max_upload_mb, max_images=max_images,
+          max_pixels=max_pixels)
 
 
 @main.command()

@@ -7,8 +7,8 @@ The runs (each script's docstring says what it measures and its goals): precompu
 images, R = 512, batch 32), model (Table 11 rows in both ORA spaces, batch 16, 512^2, bf16; forward FLOPs; peak
 inference memory), train (free / whole / view / online cluster modes, batch 16, 8 workers), eval (slide
 inference), prompts (the cluster modes' empty prompts, agreement and cost), cass (CASS against plain CLIP), sm
-(Split Matching's parameter counts and training step). Each script runs in its own process; a script that fails is
-recorded with its error and the others still run.
+(Split Matching's parameter counts and training step), predict (a folder through the API against one image at a
+time). Each script runs in its own process; a script that fails is recorded with its error and the others still run.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ PAPER = {
     "prompts": ["--views", "64", "--coco-images", "32"],
     "cass": ["--images", "20"],
     "sm": ["--batch", "16", "--size", "512", "--iters", "20"],
+    "predict": ["--images", "48", "--batch-size", "8", "--workers", "4"],
 }
 TINY = {
     "precompute": ["--images", "8", "--batch-size", "4", "--shard-size", "8", "--input-size", "128", "--grid", "16",
@@ -40,6 +41,7 @@ TINY = {
     "prompts": ["--tiny", "--views", "8"],
     "cass": ["--tiny", "--images", "2", "--workers", "0"],
     "sm": ["--tiny", "--batch", "2", "--size", "64", "--iters", "2", "--warmup", "1"],
+    "predict": ["--tiny", "--images", "4", "--batch-size", "2", "--workers", "1"],
 }
 
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from oczss.errors import OCZSSError
-from oczss.model.clip import load_tower
+from oczss.model.clip import Tower, load_tower
 
 TEMPLATES = (
     "a photo of a {}.", "a portrait of a {}.", "a part of a {}.", "a segment of a {}.",
@@ -35,14 +35,16 @@ def templates(count: int) -> tuple[str, ...]:
 
 
 def class_embeddings(class_names: list[str], prompt_templates: tuple[str, ...], cache_dir: str | Path, *,
-                     backbone: str = "ViT-B-16", weights: str = "pretrained", device: str = "cpu") -> torch.Tensor:
+                     backbone: str = "ViT-B-16", weights: str = "pretrained", device: str = "cpu",
+                     tower: Tower | None = None) -> torch.Tensor:
     """Text embeddings fp32 [len(class_names), len(prompt_templates), C] from the CLIP text tower, cached.
 
     The cache file in `cache_dir` is keyed by the backbone, the fingerprint of the loaded text weights, the class
     names and the templates, so any change to one of them computes afresh (the weights are loaded either way, to
-    be fingerprinted). Written atomically.
+    be fingerprinted; `tower`: the text tower of `backbone` and `weights`, when the caller holds it loaded).
+    Written atomically.
     """
-    tower = load_tower(backbone, weights, "text")
+    tower = tower or load_tower(backbone, weights, "text")
     identity = {"backbone": backbone, "fingerprint": tower.fingerprint, "classes": list(class_names),
                 "templates": list(prompt_templates)}
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from oczss.pipeline.cass.predict import predict as predict_cass
 from oczss.pipeline.data.datasets import DEMO_CLASSES, SPECS
 from oczss.pipeline.data.demo_scenes import ensure_demo
 from oczss.pipeline.stage1.precompute import PrecomputeConfig, precompute
 from oczss.pipeline.stage2.checkpoint import load
 from oczss.pipeline.evaluation import write_json
+from oczss.pipeline.prediction import plan, run as run_predict
+from oczss.pipeline.segmenter import load as load_segmenter
 from oczss.pipeline.stage2.evaluate import evaluate, format_report
-from oczss.pipeline.stage2.predict import predict
 from oczss.pipeline.stage2.recipes import resolve
 from oczss.pipeline.stage2.train import train
 
@@ -64,13 +64,15 @@ def run_demo(out: str | Path, iters: int | None = None, device: str = "cpu") -> 
     write_json(report, out / "eval.json")
     say("4/5 predict three val images with the demo's class names (OC-ZSS, the checkpoint just trained)")
     images = sorted(str(p) for p in (root / "val2017").glob("*.jpg"))[:3]
-    written = predict(images, str(last), list(DEMO_CLASSES), out / "predictions", device=device, text=text,
-                      overwrite=True)  # the demo's own folder: a rerun refreshes it
+    written = _predict(images, load_segmenter(str(last), device=device, text=text), out / "predictions")
     say("5/5 predict the same images with CASS, training-free (tiny random CLIP and DINO)")
-    written_cass = predict_cass(images, list(DEMO_CLASSES), out / "predictions-cass", recipe="cass", device=device,
-                                weights="random", dino_weights="random", backbone="tiny", dino_model="tiny-p8",
-                                overwrite=True)
+    cass = load_segmenter("cass", device=device, weights="random", dino_weights="random", backbone="tiny", dino_model="tiny-p8")
+    written_cass = _predict(images, cass, out / "predictions-cass")
     return {"out": str(out), "cache": cache, "run": str(run), "eval": str(out / "eval.json"),
             "predictions": [str(p) for p in written], "predictions_cass": [str(p) for p in written_cass],
             "report": report}
 
+
+def _predict(images: list[str], segmenter, folder: Path) -> list[Path]:
+    """The demo's own folder: a rerun refreshes it (--overwrite)."""
+    return run_predict(plan(images, list(DEMO_CLASSES), folder, overwrite=True), segmenter, workers=0).files

@@ -123,3 +123,49 @@ def _library_logging():
         logger.propagate = True
         logger.setLevel(logging.NOTSET)
     logging.captureWarnings(False)
+
+
+class FakeMethod:
+    """A method for the API's own tests, registered as `fake` by the `fake_method` fixture: class k scores
+    -(grey / 255 * K - k)^2 per pixel, so the map is the image's brightness in K bands. Counts its embed calls."""
+
+    name = "fake"
+
+    @classmethod
+    def load(cls, source: str, *, device: str = "auto", weights: str = "random"):
+        import torch
+
+        self = cls()
+        self.device, self.weights, self.random_weights = torch.device("cpu"), {"w": weights}, weights == "random"
+        self.embedded, self.fail_on = [], None
+        return self
+
+    def embed(self, classes):
+        self.embedded.append(classes)
+        return len(classes)
+
+    def segment(self, images, text, image_ids):
+        import torch
+
+        if self.fail_on is not None and self.fail_on in image_ids:
+            raise KeyboardInterrupt
+        out = []
+        for image in images:
+            grey = torch.from_numpy(image.astype(np.float32).mean(-1)) / 255 * text
+            out.append(-((grey[None] - torch.arange(text, dtype=torch.float32)[:, None, None] - 0.5) / text) ** 2)
+        return out
+
+    def labels(self, scores, text):
+        return scores.argmax(0)
+
+    def palette(self, text):
+        return None
+
+
+@pytest.fixture
+def fake_method(monkeypatch):
+    """`oczss.load("fake")` gives a FakeMethod (the registry's plug-in path, as a new method would use it)."""
+    from oczss.pipeline.segmenter import methods
+
+    monkeypatch.setitem(methods._REGISTRY, "fake", ("conftest:FakeMethod", True))
+    return FakeMethod

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
+import oczss
 from conftest import make_voc
 from oczss.cli import main
 from oczss.errors import OCZSSError
@@ -24,7 +25,6 @@ from oczss.pipeline.data.classes import VOC_CLASSES
 from oczss.pipeline.stage2 import checkpoint as ckpt_io
 from oczss.pipeline.stage2.convert import check_layout, convert_otseg, expected_layout
 from oczss.pipeline.stage2.evaluate import evaluate
-from oczss.pipeline.stage2.predict import predict
 
 EMBEDDINGS = Path("/work/shared/reference/text-embeddings")
 VITB16 = dict(width=768, depth=12, embed=512, text_width=512, text_depth=12, vocab=49408, context=77, patch=16)
@@ -336,9 +336,9 @@ def test_converted_checkpoint_evaluates_offline_and_needs_text_for_new_classes(t
                                                                                               "checkpoint")
     assert report["train_config"]["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
     assert len(report["iou"]) == 20 and not report["random_weights"] and report["pAcc"] >= 0
-    with pytest.raises(OCZSSError, match="without a text tower .* --text"):
-        predict([str(root / "JPEGImages" / "d.jpg")], summary["out"], ["cat", "dog"], tmp_path / "pred",
-                device="cpu", progress=False)
+    segmenter = oczss.load(summary["out"], device="cpu")  # loads without a text tower ...
+    with pytest.raises(OCZSSError, match="without a text tower .* --text"):  # ... and says so for new class names
+        segmenter(root / "JPEGImages" / "d.jpg", ["cat", "dog"])
     _, fully = tiny_convert(tmp_path, tiny_text, meta=otseg_meta(extra="\n    novel_class=[],"), setting="fully",
                             name="fully.pt")
     report = evaluate(fully["out"], "voc", data_root=str(root), device="cpu", workers=0, progress=False)

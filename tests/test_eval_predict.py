@@ -101,7 +101,7 @@ def test_predict_writes_pngs_and_skips_corrupt_images(trained, tmp_path):
     result = run("predict", image, bad, big, "--checkpoint", trained["ckpt"], "--classes", DEMO_CLASSES, "--text",
                  trained["text"], "--out", tmp_path / "out", "--device", "cpu")
     assert result.exit_code == 0, result.output
-    assert "skipped corrupt image" in result.output and "bad.jpg" in result.output
+    assert "skipped unreadable image" in result.output and "bad.jpg" in result.output
     labels = Image.open(tmp_path / "out" / "big_labels.png")
     assert labels.mode == "P" and labels.size == (333, 201) and np.asarray(labels).max() < 8
     overlay = Image.open(tmp_path / "out" / "val_0002_overlay.png")
@@ -148,7 +148,7 @@ def test_demo_runs_end_to_end_and_learns_seen_classes(tmp_path):
     assert again.exit_code == 0 and json.loads((out / "eval.json").read_text())["mIoU_seen"] == report["mIoU_seen"]
 
 
-def test_predict_never_overwrites_keeps_same_named_inputs_apart_and_fails_if_nothing_was_read(trained, tmp_path):
+def test_predict_resumes_keeps_same_named_inputs_apart_and_fails_if_nothing_was_read(trained, tmp_path):
     image = Path(trained["root"]) / "val2017" / "val_0002.jpg"
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
@@ -161,9 +161,10 @@ def test_predict_never_overwrites_keeps_same_named_inputs_apart_and_fails_if_not
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in (tmp_path / "out").glob("*_labels.png"))
     assert names == ["a_photo_jpg_labels.png", "b_photo_jpg_labels.png", "photo_png_labels.png"]
-    again = run("predict", *inputs, *args)
-    assert again.exit_code == 2 and "already exist" in again.output and "--overwrite" in again.output
-    assert run("predict", *inputs, *args, "--overwrite").exit_code == 0
+    again = run("predict", *inputs, *args)  # resumable: everything is done already
+    assert again.exit_code == 0 and "all 3 images are done already" in again.output
+    redo = run("predict", *inputs, *args, "--overwrite")
+    assert redo.exit_code == 0 and "3 images segmented" in redo.output
     (tmp_path / "broken.jpg").write_bytes(b"nope")
     none = run("predict", tmp_path / "broken.jpg", *args[:-4], "--out", tmp_path / "o2", "--device", "cpu")
     assert none.exit_code == 2 and "none of the 1 image" in none.output
@@ -193,3 +194,28 @@ def test_bad_flag_values_are_refused_before_any_work(trained, tmp_path):
         result = run(*args, "--cache", tmp_path / "never.zarr")
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, args
         assert not (tmp_path / "never.zarr").exists()
+
+
+def test_oczss_through_the_api_prompts_synonyms_as_the_mean_of_their_embeddings(trained):
+    import torch.nn.functional as F
+
+    import oczss
+    from oczss.errors import ClassListError, OCZSSError
+
+    with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
+        seg = oczss.load(trained["ckpt"], device="cpu")
+    method = seg._method
+    apart, together = method.embed((("sky",), ("heaven",), ("cat",))), method.embed((("sky", "heaven"), ("cat",)))
+    assert torch.allclose(together.embeddings[0], F.normalize(apart.embeddings[:2].mean(0), dim=-1), atol=1e-6)
+    assert together.seen == [0] and apart.seen == [0]  # sky is a seen demo class; heaven and cat are not
+    image = Path(trained["root"]) / "val2017" / "val_0003.jpg"
+    result = seg(image, "sky|heaven,grass,cat")
+    assert result.labels.shape == Image.open(image).size[::-1] and result.labels.max() < 3
+    assert (result.method, result.random_weights, result.weights["trained_on"]) == ("oczss", True, "demo")
+    with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
+        with_text = oczss.load(trained["ckpt"], device="cpu", text=trained["text"])
+    assert with_text(image, DEMO_CLASSES).classes == DEMO_CLASSES.split(",")
+    with pytest.raises(ClassListError, match="no synonyms"):
+        with_text(image, DEMO_CLASSES.replace("sky", "sky|heaven"))
+    with pytest.raises(OCZSSError, match="takes no config"):
+        oczss.load(trained["ckpt"], config="cass")

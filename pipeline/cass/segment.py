@@ -74,7 +74,11 @@ class CassSegmenter:
 
     def __call__(self, image: np.ndarray, cached=None, image_id: str | None = None) -> torch.Tensor:
         """The class map int64 [H, W] (the background threshold applied)."""
-        probs = self.probabilities(image)
+        return self.labels(self.probabilities(image))
+
+    def labels(self, probs: torch.Tensor) -> torch.Tensor:
+        """Class probabilities [K, H, W] -> the class map int64 [H, W]: argmax, and class 0 (the background line)
+        where the best probability is below prob_threshold."""
         best, labels = probs.max(0)
         if self.config.prob_threshold > 0:
             labels[best < self.config.prob_threshold] = 0

@@ -43,7 +43,7 @@ def load_rgb(path: Path | str, draft: tuple[int, int] | None = None) -> Image.Im
                 if draft is not None and im.format == "JPEG":
                     im.draft("RGB", draft)
                 im.load()
-                return _to_rgb(ImageOps.exif_transpose(im))
+                return to_rgb(ImageOps.exif_transpose(im))
     except FileNotFoundError:
         raise ImageError(path, "file not found") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning,
@@ -51,7 +51,8 @@ def load_rgb(path: Path | str, draft: tuple[int, int] | None = None) -> Image.Im
         raise ImageError(path, f"cannot decode image ({type(e).__name__}: {e})") from None
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any decoded image as RGB, as the module docstring says (a new image; `im` is left as it is)."""
     if im.mode == "RGB":
         return im.copy()
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):

@@ -105,10 +105,11 @@ def _first_line(e: Exception) -> str:
     return lines[0] if lines else str(e).splitlines()[0][:200]
 
 
-def restore_model(path: str | Path, device: torch.device, weights: str | None = None):
+def restore_model(path: str | Path, device: torch.device, weights: str | None = None, ckpt: dict | None = None):
     """(model in eval mode on `device`, checkpoint dict) from a checkpoint; `weights` overrides where the frozen
-    CLIP comes from (e.g. a local path on another machine); its fingerprint must match the training run's."""
-    ckpt = load(path)
+    CLIP comes from (e.g. a local path on another machine); its fingerprint must match the training run's.
+    `ckpt`: the checkpoint `path` holds, when the caller has read it already."""
+    ckpt = load(path) if ckpt is None else ckpt
     config = from_dict(OCZSSConfig, {**ckpt["model_config"], **({"weights": weights} if weights else {})},
                        f"checkpoint {path}: model_config")
     clip_state = None
