@@ -102,10 +102,10 @@ def test_predict_method_cass_needs_no_checkpoint(tmp_path):
     assert labels.shape == (40, 60) and labels.max() < 3
     result = run("predict", tmp_path / "p.jpg", "--method", "cass", "--classes", "cat", "--checkpoint",
                  tmp_path / "p.jpg", "--out", tmp_path / "o2", *TINY)
-    assert result.exit_code == 2 and "needs no --checkpoint" in result.output
+    assert result.exit_code == 2 and "--method cass takes no --checkpoint" in result.output
     for args, message in ((["--classes", "cat,|"], "class 2 ('|') has an empty name"),
                           (["--classes", "cat,cat|cat"], "'cat' is given twice"),
-                          (["--classes", "cat", "--mode", "whole"], "--mode is OC-ZSS's"),
+                          (["--classes", "cat", "--mode", "whole"], "--method cass takes no --mode"),
                           (["--classes", "cat", "--save", "overlay,pdf"], "choose one or more of overlay")):
         result = run("predict", tmp_path / "p.jpg", "--method", "cass", *args, "--out", tmp_path / "o3", *TINY)
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, args

@@ -51,7 +51,7 @@ CASES = [
     ("eval --method cass --dataset demo", "class-name files"),
     # predict (the flags; the class strings and outputs are tested with predict)
     ("predict {tmp}/a.jpg --classes cat", "needs --checkpoint"),
-    ("predict {tmp}/a.jpg --classes cat --method cass --checkpoint {tmp}/none.pt", "needs no --checkpoint"),
+    ("predict {tmp}/a.jpg --classes cat --method cass --checkpoint {tmp}/none.pt", "--method cass takes no --checkpoint"),
     ("predict {tmp}/a.jpg --classes cat --checkpoint {tmp}/none.pt --dino-model tiny-p8", "takes no --dino-model"),
     ("predict {tmp}/a.jpg --classes cat --method cass --dino-model dino", "timm has no such model"),
     # cache
