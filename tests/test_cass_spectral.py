@@ -32,7 +32,7 @@ def lowrank(graphs, **kw):
 def test_hungarian_equals_brute_force_over_all_permutations_of_4_heads():
     gen = torch.Generator().manual_seed(0)
     cost = torch.rand(6, 4, 4, generator=gen)
-    sigma = hungarian(cost)
+    sigma = hungarian(cost, 0.0)
     assert sigma.shape == (6, 4) and sigma.dtype == torch.long
     for b in range(6):
         totals = {p: sum(float(cost[b, i, p[i]]) for i in range(4)) for p in itertools.permutations(range(4))}
