@@ -325,7 +325,8 @@ def _refuse(why: str, **given) -> None:
 @click.option("--method", default="oczss", show_default=True, type=METHODS,
               help="oczss: a trained checkpoint; cass: training-free, no checkpoint.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="A checkpoint written by train (--method oczss).")
-@click.option("--config", "recipe", help="CASS recipe (see `oczss configs`) [default: cass].")
+@click.option("--config", "recipe", help="CASS recipe (see `oczss configs`) [default: cass, Context59's constants; "
+              "cass-<benchmark> for another benchmark's].")
 @click.option("--out", default="predictions", show_default=True, type=click.Path(file_okay=False))
 @click.option("--device", default="auto", show_default=True)
 @click.option("--weights", help="CLIP weights: pretrained, random (tests/demo) or a PATH [oczss: as in training].")
