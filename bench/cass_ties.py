@@ -4,10 +4,10 @@
 
 A window ties at tolerance τ when its second-best head assignment costs at most τ more than the best (Eq. 5's cost
 1 - W, summed over the 12 heads): Hungarian alone then picks between them by rounding noise. Real weights cannot be
-fetched here, so the keys are built per window from a synthetic demo scene (bench/synthetic's scenes, 224², 14 x
-14 patches): patch features F = one-hot(region) E + 8 Fourier fields of position + noise [196, 96]; head h's keys K_h = F W_h + μ_h
-with W_h [96, 64] of singular values r^-α_h (its own spectral decay) and a mean key μ_h of norm m_h ~ U(0, 3),
-as trained attention heads have. Families of α_h, DINO heads / CLIP heads:
+fetched here, so the keys are built per window from a synthetic demo scene (pipeline/data/demo_scenes, 224², 14 x
+14 patches): patch features F = one-hot(region) E + 8 Fourier fields of position + noise [196, 96]; head h's keys
+K_h = F W_h + μ_h with W_h [96, 64] of singular values r^-α_h (its own spectral decay) and a mean key μ_h of norm
+m_h ~ U(0, 3), as trained attention heads have. Families of α_h, DINO heads / CLIP heads:
     identical   α = 0 for all: every head sees the features' own spectrum (heads differ by their mean key)
     disjoint    DINO U(1.5, 2.5), CLIP U(0.5, 1.5): every DINO head decays faster than every CLIP head
     overlap     both U(0.5, 2.5)
