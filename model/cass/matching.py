@@ -8,12 +8,13 @@ i.e. pairs the most different (complementary) spectra.
 
 Ties. The cost is often additively separable on blocks of heads: where, in every bin k, the sorted VFM values
 all lie on one side of the sorted CLIP values, W[i, j] = a_i + b_j and every head order within the block has the
-same total (random weights: the whole 12 x 12 matrix, totals 1e-15 apart). Hungarian alone then picks an order
-by rounding noise (the authors' code: scipy on a float32 copy of the cost), and a window's head order changes
-with the device or the summation order. oczss picks deterministically: among the assignments whose total cost
-is within `tolerance` (CASSConfig.match_tolerance, 1e-6) of the optimum, the lexicographically smallest σ
-(smallest σ(0), then σ(1), ...). So where every order ties, VFM head i goes with CLIP head i, and noise far below
-the tolerance cannot change a pairing (`tie_break_assignment`).
+same total (random weights: most of the 12 x 12 matrix, totals 1e-15 apart; structured keys with per-head
+spectral decays too, bench/cass_ties.py). Hungarian alone then picks an order by rounding noise (the authors'
+code: scipy on a float32 copy of the cost), and a window's head order changes with the device or the summation
+order. oczss picks deterministically: among the assignments whose total cost is within `tolerance`
+(CASSConfig.match_tolerance, 1e-6) of the optimum, the lexicographically smallest σ (smallest σ(0), then σ(1),
+...). So where every order ties, VFM head i goes with CLIP head i, and noise far below the tolerance cannot change
+a pairing (`tie_break_assignment`).
 
 Eigenvalues come from the d x d Gram matrix s Kᵀ K rather than the N x N graph: both have the same nonzero
 eigenvalues and the graph has rank <= d, so the top k agree (zeros pad when d < k). That keeps the batched
