@@ -446,7 +446,8 @@ def _save_kinds(ctx, param, value) -> tuple[str, ...]:
         help="Inference over sliding windows or on the whole image.")
 @_oczss("--cluster-mode", type=CLUSTER_MODES, help="Override the checkpoint's cluster mode.")
 @click.option("--config", "recipe", cls=_MethodOption, method="cass",
-              help="CASS recipe (see `oczss configs`) [default: cass].")
+              help="CASS recipe (see `oczss configs`) [default: cass, Context59's constants; cass-<benchmark> for "
+                   "another benchmark's].")
 @_cass_models
 def predict(inputs, classes, method, out, save, batch_size, workers, device, weights, dino_weights, overwrite,
             checkpoint, text, mode, cluster_mode, recipe, backbone, dino_model):

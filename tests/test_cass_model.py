@@ -16,6 +16,7 @@ from oczss.errors import OCZSSError
 from oczss.model.cass import (ABLATIONS, BENCHMARKS, CASS, CODE_VS_PAPER, PAPER_READING, CASSConfig, ablation,
                               build_cass, for_benchmark, paper_reading)
 from oczss.model.cass.presence import adjust_text, cluster_members, presence_prior, ward_clusters
+from oczss.model.cass.graphs import match_range, resize_keys
 from oczss.model.cass.towers import clip_cls, clip_last_input, dino_keys, dino_pixels
 from oczss.model.clip import load_tower
 
@@ -102,6 +103,21 @@ def test_dino_input_follows_the_authors_pil_round_trip():
                           atol=1e-5)
 
 
+def test_dino_keys_fp16_rounds_the_keys_like_the_authors_half(towers, queries):
+    gen = torch.Generator().manual_seed(9)
+    windows = clip_normalised(gen, 2, 3, 96, 96)
+    cass = make(towers, queries, CASSConfig())
+    assert cass.config.dino_keys_fp16  # the authors' default
+    clip_keys = torch.randn(2, 2, 36, 32, generator=gen)
+    with torch.no_grad():
+        keys, grid = dino_keys(cass.dino, dino_pixels(windows, 8, "code", True))
+        got = cass._vfm_keys(windows, clip_keys, (6, 6))
+        full = make(towers, queries, CASSConfig(dino_keys_fp16=False))._vfm_keys(windows, clip_keys, (6, 6))
+    expected = match_range(resize_keys(keys.half().float(), grid, (6, 6)), clip_keys, dims=3)
+    assert got.dtype == torch.float32 and torch.allclose(got, expected, atol=1e-6)
+    assert not torch.allclose(got, full, atol=1e-6) and torch.allclose(got, full, rtol=2e-3, atol=2e-3)
+
+
 def test_text_adjustment_moves_only_the_present_member_of_each_cluster():
     gen = torch.Generator().manual_seed(1)
     features = F.normalize(torch.randn(2, 9, 6, generator=gen), dim=-1)
@@ -174,7 +190,7 @@ def test_every_ablation_step_and_code_switch_changes_the_output(towers, queries)
     full = ablation(8)
     flips = {"gaussian_window": False, "balance": 1.0, "lowrank_solver": "exact", "key_range_match": False,
              "lowrank_zero_diagonal": False, "lowrank_range_match": False, "dino_input": "imagenet",
-             "dino_square": False, "seed": 7}
+             "dino_square": False, "dino_keys_fp16": False, "seed": 7, "lowrank_sketch": "fresh"}
     for name, value in flips.items():
         assert changed(towers, queries, full, dataclasses.replace(full, **{name: value}), windows, prior), name
     exact = dataclasses.replace(full, lowrank_solver="exact")

@@ -1,6 +1,7 @@
 """CASS through the pipeline: the training-free protocol per image (resize, prior, windows, synonyms, background
 threshold), `eval --method cass` on a benchmark fixture and `predict --method cass` without any checkpoint."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -13,8 +14,8 @@ from PIL import Image
 from conftest import make_voc
 from oczss.cli import main
 from oczss.errors import OCZSSError
-from oczss.model.cass import build_cass, for_benchmark
-from oczss.pipeline.cass.recipes import recipes, resolve
+from oczss.model.cass import ablation, build_cass, for_benchmark
+from oczss.pipeline.cass.recipes import PREDICT_BENCHMARK, recipes, resolve
 from oczss.pipeline.cass.segment import CassSegmenter
 
 TINY = ["--weights", "random", "--dino-weights", "random", "--backbone", "tiny", "--dino-model", "tiny-p8",
@@ -64,6 +65,24 @@ def test_sliding_windows_cover_the_image_and_change_the_result(tiny_cass):
     assert torch.allclose(sliding.sum(0), torch.ones(48, 80), atol=1e-5)  # one name per class: a distribution
 
 
+def test_whole_image_mode_runs_clips_trunk_once_with_the_same_result(tiny_cass):
+    cass, config = tiny_cass
+    image = np.random.default_rng(2).integers(0, 255, (48, 80, 3), dtype=np.uint8)
+    calls = []
+    hook = cass.visual.transformer.resblocks[0].register_forward_hook(lambda *_: calls.append(1))
+    try:
+        whole = CassSegmenter(cass, dataclasses.replace(config, slide=False), [("a",), ("b",)], torch.device("cpu"))
+        once = whole.probabilities(image)
+        assert len(calls) == 1  # the prior and the logits from one pass
+        # the old way: a sliding window larger than the image is the whole image, prior from its own pass
+        twice = CassSegmenter(cass, dataclasses.replace(config, window=4096), [("a",), ("b",)],
+                              torch.device("cpu")).probabilities(image)
+        assert len(calls) == 3
+    finally:
+        hook.remove()
+    assert torch.allclose(once, twice, atol=1e-6)
+
+
 def test_recipes_cover_table_1_and_table_3():
     names = recipes()
     assert {f"cass-t3-exp{n}" for n in range(1, 9)} <= set(names) and "cass-cityscapes" in names
@@ -73,6 +92,10 @@ def test_recipes_cover_table_1_and_table_3():
     assert resolve("cass-paper", "voc21").head_pairing == "matched"
     with pytest.raises(OCZSSError, match="not voc20's"):
         resolve("cass-voc21", "voc20")
+    # predict's own classes: Context59's constants, or another benchmark's by name
+    assert resolve(None, "custom") == for_benchmark(PREDICT_BENCHMARK) == for_benchmark("context59")
+    assert resolve("cass-voc21", "custom") == for_benchmark("voc21")
+    assert resolve("cass-t3-exp4", "custom") == ablation(4, "context59")
 
 
 def test_eval_method_cass_on_a_benchmark_fixture(tmp_path):

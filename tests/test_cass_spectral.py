@@ -13,9 +13,9 @@ from oczss.model.cass.attention import gaussian_window
 from oczss.model.cass.config import CASSConfig
 from oczss.model.cass.distill import distilled_graph
 from oczss.model.cass.graphs import key_graph, match_range, resize_keys
-from oczss.model.cass.lowrank import eigenscale, energy_rank, low_rank_graph
+from oczss.model.cass.lowrank import eigenscale, energy_rank, low_rank_graph, randomized_svd
 from oczss.model.cass.matching import (hungarian, key_spectrum, normalise_spectrum, pair_heads, spectral_distances,
-                                       wasserstein)
+                                       tie_break_assignment, wasserstein)
 
 
 def psd(n, rank, gen, batch=()):
@@ -32,12 +32,40 @@ def lowrank(graphs, **kw):
 def test_hungarian_equals_brute_force_over_all_permutations_of_4_heads():
     gen = torch.Generator().manual_seed(0)
     cost = torch.rand(6, 4, 4, generator=gen)
-    sigma = hungarian(cost)
+    sigma = hungarian(cost, 0.0)
     assert sigma.shape == (6, 4) and sigma.dtype == torch.long
     for b in range(6):
         totals = {p: sum(float(cost[b, i, p[i]]) for i in range(4)) for p in itertools.permutations(range(4))}
         best = min(totals, key=totals.get)
         assert tuple(sigma[b].tolist()) == best
+
+
+def lexicographic_brute_force(cost, tolerance):
+    totals = {p: sum(cost[i, p[i]] for i in range(len(cost))) for p in itertools.permutations(range(len(cost)))}
+    return min(p for p, total in totals.items() if total <= min(totals.values()) + tolerance)
+
+
+def test_head_matching_ties_go_to_the_lexicographically_smallest_order_whatever_the_noise():
+    rng = np.random.default_rng(0)
+    a, b = rng.random(8), rng.random(8)
+    separable = 1 - (a[:, None] + b[None, :])  # W[i, j] = a_i + b_j: every order costs the same
+    noise = rng.standard_normal((8, 8)) * 1e-12
+    scipy_orders, ours = set(), set()
+    for trial in range(8):  # the same noise values, permuted over the entries: far below the tolerance
+        noisy = separable + rng.permutation(noise.ravel()).reshape(8, 8)
+        scipy_orders.add(tuple(linear_sum_assignment(noisy)[1]))
+        ours.add(tuple(tie_break_assignment(noisy, 1e-6)))
+    assert len(scipy_orders) > 1 and ours == {tuple(range(8))}  # scipy follows the noise; the rule does not
+    for trial in range(15):  # costs on a 1/4 grid: blocks of exact ties and unique pairs, 6 heads (720 orders)
+        cost = rng.integers(0, 4, (6, 6)) / 4
+        expected = lexicographic_brute_force(cost, 1e-6)
+        for _ in range(3):
+            noisy = cost + rng.standard_normal((6, 6)) * 1e-12
+            assert tuple(tie_break_assignment(noisy, 1e-6)) == expected
+    # the tolerance bounds the totals: the identity (total 1.5e-6 here) wins within 2e-6 of the best (0), not 1e-6
+    cost = np.array([[1.5e-6, 0.0], [0.0, 0.0]])
+    assert tie_break_assignment(cost, 2e-6).tolist() == [0, 1] and tie_break_assignment(cost, 1e-6).tolist() == [1, 0]
+    assert hungarian(torch.from_numpy(separable + noise).float()[None], 1e-6).tolist() == [list(range(8))]
 
 
 def test_spectrum_from_the_gram_matrix_equals_the_graphs_top_eigenvalues():
@@ -95,6 +123,25 @@ def test_low_rank_keeps_the_top_eigenpairs():
     keep = vectors[:, -r:] @ np.diag(values[-r:]) @ vectors[:, -r:].T
     got = lowrank(graph, rank_search="energy", energy_threshold=0.8)
     np.testing.assert_allclose(got.numpy(), keep, atol=1e-9)
+
+
+def test_fresh_sketches_are_the_authors_svd_lowrank_calls_and_the_fixed_one_is_repeatable():
+    gen = torch.Generator().manual_seed(7)
+    graphs = psd(30, 20, gen, batch=(2, 3))
+    torch.manual_seed(42)
+    u, s, v = randomized_svd(graphs, 10, 2, seed=0, sketch="fresh")
+    torch.manual_seed(42)  # the authors: one torch.svd_lowrank(A, q=10) per window, then per head, in that order
+    for b, h in itertools.product(range(2), range(3)):
+        cu, cs, cv = torch.svd_lowrank(graphs[b, h], q=10, niter=2)
+        assert torch.allclose(s[b, h], cs, rtol=1e-10)
+        assert torch.allclose(u[b, h] * s[b, h] @ v[b, h].T, cu * cs @ cv.T, atol=1e-9)
+    again = randomized_svd(graphs, 10, 2, seed=0, sketch="fresh")[1]
+    assert not torch.allclose(again, s, rtol=1e-9)  # the next windows draw other sketches
+    fixed = randomized_svd(graphs, 10, 2, seed=0)[1]
+    torch.manual_seed(0)
+    assert torch.equal(randomized_svd(graphs, 10, 2, seed=0)[1], fixed)  # the global generator plays no part
+    alone = randomized_svd(graphs[1, 2], 10, 2, seed=0)[1]
+    assert torch.allclose(alone, fixed[1, 2], rtol=1e-12)  # nor the window's batch or position
 
 
 def test_energy_rank_hand_example():

@@ -18,7 +18,7 @@ from oczss.errors import OCZSSError
 
 CHOICES = {"head_pairing": ("transposed", "matched"), "rank_search": ("fixed", "energy"),
            "lowrank_solver": ("randomized", "exact"), "dino_input": ("code", "imagenet"),
-           "prior_source": ("image", "window")}
+           "prior_source": ("image", "window"), "lowrank_sketch": ("fixed", "fresh")}
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,12 @@ class CASSConfig:
       with 42), ward_cut (Ward linkage height on cosine distances of the query embeddings).
     Code-vs-paper switches (default = code; see CODE_VS_PAPER): head_pairing, gaussian_window, balance,
       rank_search, lowrank_solver, key_range_match, lowrank_zero_diagonal, lowrank_range_match, dino_input,
-      dino_square, prior_source, slide, eigenscaling.
+      dino_square, dino_keys_fp16, prior_source, slide, eigenscaling.
+    Where the code's behaviour is arbitrary, oczss's default departs from it (the paper is silent):
+      lowrank_sketch (OCZSS_CHOICES: `fixed`, one seeded sketch; `fresh`, the authors' new draw from the global
+      generator per window and head; lowrank.py) and match_tolerance (1e-6: head assignments whose total costs
+      are this close tie, and the lexicographically smallest σ wins, matching.py; the code leaves ties to scipy's
+      rounding noise).
     Protocol, read by the pipeline: short_side (336, 560 for cityscapes), slide (False: whole image), window 224,
       stride 112, logit_scale 40 (softmax temperature over the queries), prob_threshold (pixels whose best class
       probability is below it become class 0), prior_source (`image`: the prior comes from the whole resized
@@ -69,6 +74,8 @@ class CASSConfig:
     gaussian_std: float = 5.0
     power_iterations: int = 2
     seed: int = 42
+    lowrank_sketch: str = "fixed"
+    match_tolerance: float = 1e-6
     head_pairing: str = "transposed"
     gaussian_window: bool = True
     balance: float = 10.0
@@ -79,6 +86,7 @@ class CASSConfig:
     lowrank_range_match: bool = True
     dino_input: str = "code"
     dino_square: bool = True
+    dino_keys_fp16: bool = True
     prior_source: str = "image"
     short_side: int = 336
     slide: bool = True
@@ -97,7 +105,7 @@ class CASSConfig:
         for name in ("ops_weight", "ota_weight", "prob_threshold"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise OCZSSError(f"CASS config: {name} must lie in [0, 1], got {getattr(self, name)}")
-        for name in ("ward_cut", "balance", "eigenscale_low", "power_iterations"):
+        for name in ("ward_cut", "balance", "eigenscale_low", "power_iterations", "match_tolerance"):
             if getattr(self, name) < 0:
                 raise OCZSSError(f"CASS config: {name} must be >= 0, got {getattr(self, name)}")
         for name in ("gaussian_std", "eigenscale_high", "logit_scale"):
@@ -134,6 +142,8 @@ CODE_VS_PAPER = {
                   "pixels ImageNet-normalised",
     "dino_square": "code True: a non-square input reaches DINO squashed to a square of its short side (PIL "
                    "bicubic); paper False: DINO sees the input's own aspect",
+    "dino_keys_fp16": "code True: DINO's last-block keys are cast to fp16 after its fp32 forward (their DINO call's "
+                      "`.half()`), then resized and range-matched; paper False: not mentioned (full precision)",
     "prior_source": "code: 'window' for cityscapes (each window's own CLS), 'image' elsewhere; paper 'image': the "
                     "prior comes from the full image",
     "slide": "code: voc21 runs on the whole image; paper True: sliding 224 / 112 windows everywhere",
@@ -142,7 +152,12 @@ CODE_VS_PAPER = {
 PAPER_READING = {"head_pairing": "matched", "gaussian_window": False, "balance": 1.0, "rank_search": "energy",
                  "lowrank_solver": "exact", "key_range_match": False, "lowrank_zero_diagonal": False,
                  "lowrank_range_match": False, "dino_input": "imagenet", "dino_square": False,
-                 "prior_source": "image", "slide": True, "eigenscaling": True}
+                 "dino_keys_fp16": False, "prior_source": "image", "slide": True, "eigenscaling": True}
+OCZSS_CHOICES = {  # switch: (oczss's default, the authors' code) and why the default differs
+    "lowrank_sketch": ("fixed", "fresh", "code: torch.svd_lowrank draws a new Gaussian sketch from the global "
+                       "generator for every window and head, so a window's result depends on what ran before it; "
+                       "oczss: one seeded sketch for all, the same distribution per window and repeatable"),
+}
 
 _COLUMNS = ("ops_weight", "ota_weight", "ward_cut", "eigenscaling", "prob_threshold", "short_side", "slide",
             "prior_source")

@@ -34,7 +34,7 @@ def distilled_graph(clip_keys: torch.Tensor, vfm_keys: torch.Tensor, scale: floa
         k = config.num_eigenvalues
         distances = spectral_distances(normalise_spectrum(key_spectrum(vfm_keys, scale, k)),
                                        normalise_spectrum(key_spectrum(clip_keys, scale, k)))
-        vfm_head, w = pair_heads(hungarian(1 - distances), distances, config.head_pairing)
+        vfm_head, w = pair_heads(hungarian(1 - distances, config.match_tolerance), distances, config.head_pairing)
         weight = config.balance * w
     else:
         vfm_head = torch.arange(heads, device=clip_keys.device).expand(b, heads)
@@ -45,7 +45,8 @@ def distilled_graph(clip_keys: torch.Tensor, vfm_keys: torch.Tensor, scale: floa
         vfm_graph = low_rank_graph(vfm_graph, rank=config.rank, solver=config.lowrank_solver,
                                    rank_search=config.rank_search, energy_threshold=config.energy_threshold,
                                    scaling=config.eigenscaling, high=config.eigenscale_high,
-                                   low=config.eigenscale_low, iterations=config.power_iterations, seed=config.seed)
+                                   low=config.eigenscale_low, iterations=config.power_iterations, seed=config.seed,
+                                   sketch=config.lowrank_sketch)
         if config.lowrank_zero_diagonal:
             vfm_graph = vfm_graph * (1 - torch.eye(n, dtype=vfm_graph.dtype, device=vfm_graph.device))
         if config.lowrank_range_match:

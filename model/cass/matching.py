@@ -6,6 +6,16 @@ Wasserstein distance W(u, v) = Σ |sort(u) - sort(v)| (ascending sort; a sum, no
 1 - W(λ̄_VFM^i, λ̄_CLIP^j), rows VFM heads, columns CLIP heads; Hungarian matching minimises the total cost,
 i.e. pairs the most different (complementary) spectra.
 
+Ties. The cost is often additively separable on blocks of heads: where, in every bin k, the sorted VFM values
+all lie on one side of the sorted CLIP values, W[i, j] = a_i + b_j and every head order within the block has the
+same total (random weights: most of the 12 x 12 matrix, totals 1e-15 apart; structured keys with per-head
+spectral decays too, bench/cass_ties.py). Hungarian alone then picks an order by rounding noise (the authors'
+code: scipy on a float32 copy of the cost), and a window's head order changes with the device or the summation
+order. oczss picks deterministically: among the assignments whose total cost is within `tolerance`
+(CASSConfig.match_tolerance, 1e-6) of the optimum, the lexicographically smallest σ (smallest σ(0), then σ(1),
+...). So where every order ties, VFM head i goes with CLIP head i, and noise far below the tolerance cannot change
+a pairing (`tie_break_assignment`).
+
 Eigenvalues come from the d x d Gram matrix s Kᵀ K rather than the N x N graph: both have the same nonzero
 eigenvalues and the graph has rank <= d, so the top k agree (zeros pad when d < k). That keeps the batched
 eigendecomposition on the device at d = 64 instead of N = 196 (or 588 for a whole VOC image), in float64.
@@ -46,11 +56,34 @@ def spectral_distances(vfm_spectra: torch.Tensor, clip_spectra: torch.Tensor) ->
     return wasserstein(vfm_spectra.unsqueeze(-2), clip_spectra.unsqueeze(-3))
 
 
-def hungarian(cost: torch.Tensor) -> torch.Tensor:
+def tie_break_assignment(cost: np.ndarray, tolerance: float) -> np.ndarray:
+    """One cost matrix [H, H] (float64) -> σ [H]: the lexicographically smallest assignment whose total cost is at
+    most the optimum + `tolerance` (module doc). Row by row, each column below the current σ(r) is tried with the
+    rows before r fixed, and kept if the best completion of the other rows (Hungarian on the rest) stays within
+    the bound; at most H (H - 1) / 2 small solves, none where no smaller column is free."""
+    h = cost.shape[0]
+    sigma = linear_sum_assignment(cost)[1]
+    bound = cost[np.arange(h), sigma].sum() + tolerance
+    prefix, free = 0.0, list(range(h))
+    for r in range(h - 1):
+        for j in free[:free.index(sigma[r])]:
+            rest = [c for c in free if c != j]
+            sub = cost[r + 1:][:, rest]
+            cols = linear_sum_assignment(sub)[1]
+            if prefix + cost[r, j] + sub[np.arange(h - r - 1), cols].sum() <= bound:
+                sigma[r], sigma[r + 1:] = j, np.asarray(rest)[cols]
+                break
+        prefix += cost[r, sigma[r]]
+        free.remove(sigma[r])
+    return sigma
+
+
+def hungarian(cost: torch.Tensor, tolerance: float) -> torch.Tensor:
     """Cost matrices [B, H, H] -> σ LongTensor [B, H] on cost's device: row i is assigned column σ[b, i], the
-    assignment minimising Σ_i cost[b, i, σ(i)] (scipy's linear_sum_assignment, one host round trip in all)."""
-    host = cost.detach().cpu().numpy()
-    sigma = np.stack([linear_sum_assignment(c)[1] for c in host])
+    assignment minimising Σ_i cost[b, i, σ(i)], ties within `tolerance` broken lexicographically
+    (tie_break_assignment; one host round trip in all)."""
+    host = cost.detach().double().cpu().numpy()
+    sigma = np.stack([tie_break_assignment(c, tolerance) for c in host])
     return torch.from_numpy(sigma).to(cost.device)
 
 

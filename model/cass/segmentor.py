@@ -15,8 +15,11 @@ mixed with the prior (Eq. 9), then are bilinearly upsampled to the window size (
 Batched on the device: all windows of a call go through both towers, the batched eigendecompositions and the
 low-rank step together; the Hungarian matching is the only host round trip (one per call, matching.py).
 Precision: the weights stay fp32. Under a caller's CUDA autocast (bf16 / fp16; the authors ran CLIP in fp16)
-CLIP's blocks 1..L-1 and its [CLS] pass run reduced; DINO (fp32 in the authors' code too) and everything from
-the last block's keys on run in fp32 with autocast off, the spectral steps in fp64. No autocast: fp32 throughout.
+CLIP's blocks 1..L-1 and its [CLS] pass run reduced; DINO and everything from the last block's keys on run in
+fp32 with autocast off, the spectral steps in fp64. No autocast: fp32 throughout. The authors' DINO forward is
+fp32 too, but their DINO call casts its last-block keys to fp16 (`.half()`), and their fp16 CLIP then resizes,
+range-matches and multiplies them in fp16: `dino_keys_fp16` (on by default, as the code) rounds the keys to fp16
+values right after the DINO forward and keeps the arithmetic after it in fp32.
 """
 
 from __future__ import annotations
@@ -119,10 +122,13 @@ class CASS(nn.Module):
 
     def _vfm_keys(self, windows: torch.Tensor, clip_keys: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """DINO's last-block keys for the windows, on CLIP's grid, fp32 [B, H, N, d'] (range-matched to CLIP's
-        keys per window while key_range_match). Called with autocast off: DINO runs in fp32, as the authors'."""
+        keys per window while key_range_match; rounded to fp16 values while dino_keys_fp16). Called with autocast off:
+        DINO runs in fp32, as the authors'."""
         c = self.config
         pixels = dino_pixels(windows.float(), self.dino.patch_embed.patch_size[0], c.dino_input, c.dino_square)
         keys, dino_grid = dino_keys(self.dino, pixels)
+        if c.dino_keys_fp16:
+            keys = keys.half().float()
         keys = resize_keys(keys, dino_grid, grid)
         return match_range(keys, clip_keys, dims=3) if c.key_range_match else keys
 

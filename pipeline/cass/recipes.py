@@ -7,6 +7,9 @@ evaluated), plus the paper's reading of every code-vs-paper difference.
                           coco, ade, cityscapes)
     cass-t3-exp<n>        Table 3, Exp. #n (components switched off as the row says)
     cass-paper            every switch at the paper's reading instead of the code's (README lists them)
+
+On a dataset without a row in BENCHMARKS (`predict` with the user's own classes), `cass`, `cass-paper` and the
+Table 3 rows take PREDICT_BENCHMARK's constants; `cass-<benchmark>` takes that benchmark's.
 """
 
 from __future__ import annotations
@@ -16,6 +19,15 @@ from oczss.model.cass import ABLATIONS, BENCHMARKS, CASSConfig, ablation, for_be
 
 TABLE1 = {"voc21": 65.8, "context60": 36.7, "coco-object": 37.8, "voc20": 87.8, "context59": 40.2, "coco": 26.7,
           "ade": 20.4, "cityscapes": 39.4}  # the paper's Table 1 mIoU, CLIP ViT-B/16
+
+
+# Constants for a custom class list: Context59's. The user's classes are a short list that covers the picture, with
+# no background class, so the rows with a background threshold (voc21, context60, coco-object: it turns pixels
+# into class 0, which would be the user's first class) are out; among the rest, voc20 is object-centric with a
+# strong prior (λ 0.4, no DE), coco (171 classes, Ward cut 0.02) and ade (150) are tuned for large vocabularies,
+# cityscapes for street scenes at short side 560. Context59 is whole everyday scenes of things and stuff with a
+# moderate vocabulary, the middle constants (λ 0.25, α 0.04, Ward 0.09, DE on), and the config's defaults.
+PREDICT_BENCHMARK = "context59"
 
 
 def recipes() -> dict[str, str]:
@@ -32,7 +44,7 @@ def recipes() -> dict[str, str]:
 def resolve(name: str | None, benchmark: str) -> CASSConfig:
     """The CASSConfig of recipe `name` (None: `cass`) for evaluating or predicting on `benchmark`."""
     name = name or "cass"
-    base = benchmark if benchmark in BENCHMARKS else "context59"  # any other dataset: the defaults' row
+    base = benchmark if benchmark in BENCHMARKS else PREDICT_BENCHMARK
     if name == "cass":
         return for_benchmark(base)
     if name == "cass-paper":

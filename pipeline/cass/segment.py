@@ -3,7 +3,8 @@ sliding windows, class probabilities over synonyms, the background threshold.
 
 Per image (uint8 [H, W, 3]): resize so the short side is `short_side` (mmseg's Resize(scale=(2048, S),
 keep_ratio) arithmetic), CLIP-normalise; the prior from the whole resized image (prior_source `image`); windows of
-`window` x `window` at `stride` (clamped to the image, as mmseg slides) or the whole image (slide off), all windows
+`window` x `window` at `stride` (clamped to the image, as mmseg slides) or the whole image (slide off: one window,
+whose own [CLS] is the whole image's, so CLIP's trunk runs once for the prior and the logits), all windows
 of an image in batches through CASS.window_logits; overlapping logits averaged, resized bilinearly to the
 original size, x logit_scale, softmax over every query name; each class takes the max over its names (synonyms);
 argmax; pixels whose best class probability is below prob_threshold become class 0 (the background line).
@@ -51,8 +52,11 @@ class CassSegmenter:
         sw, sh = rescale_size(w0, h0, (2048, c.short_side))
         resized, _ = resize(image, None, (sw, sh))
         x = (torch.from_numpy(resized).to(self.device).permute(2, 0, 1).float() - self.mean) / self.std
-        with autocast(self.device):
-            prior = self.cass.prior(x[None]) if c.prior_source == "image" and (c.ops or c.ota) else None
+        # whole-image mode: the one window is the image, so its own [CLS] is the image prior (one CLIP trunk pass)
+        prior = None
+        if c.slide and c.prior_source == "image" and (c.ops or c.ota):
+            with autocast(self.device):
+                prior = self.cass.prior(x[None])
         boxes = windows(sw, sh, c.window, c.stride) if c.slide else [(0, 0, sw, sh)]
         logits = torch.zeros(self.cass.queries.shape[0], sh, sw, device=self.device)
         count = torch.zeros(1, sh, sw, device=self.device)
