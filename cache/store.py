@@ -10,7 +10,11 @@
 A shard's record is written only after every labels_k{K} shard object is written and, on a local disk,
 fsynced: a record present means its rows are durable. Every shard object exists on disk, even all-zero ones.
 The record lists the shard's failed images with the reason, the sha256 of each K's labels and of the shard's
-ids; `read_shard` checks all of it (cache/integrity.py). Rows of failed images stay 0 and count as not done.
+ids, of the cache's parameters and of the dataset's compact-features basis; `read_shard` checks all of it
+(cache/integrity.py). Rows of failed images stay 0 and count as not done.
+
+A split's group gets its metadata last, after its arrays: a group without metadata was being created when its run
+stopped (nothing of it was computed) and the next run creates it again.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ import zarr
 from zarr.codecs import ZstdCodec
 from zarr.storage import LocalStore
 
-from oczss.cache.integrity import digest, shard_problems
-from oczss.cache.location import open_store, unreachable
+from oczss.cache.integrity import basis_digest, digest, shard_problems
+from oczss.cache.location import filesystem, is_backend_error, open_store, reaching, unreachable
 from oczss.cache.schema import (RECORD_BYTES, SCHEMA_VERSION, CacheParams, check_params, decode_ids, decode_record,
                                 encode_ids, encode_record, ids_digest)
 from oczss.errors import OCZSSError
@@ -54,6 +58,10 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+class SplitNotCreated(OCZSSError):
+    """A split group without metadata: its creation was interrupted; precompute creates it again."""
+
+
 def _damaged(url: str, where: str, error: Exception) -> OCZSSError:
     return OCZSSError(f"cache {url}: {where} is damaged ({type(error).__name__}: {str(error)[:160]}); "
                       f"run `oczss cache verify --cache {url}`, or rebuild the cache")
@@ -70,7 +78,7 @@ class MaskCache:
         if meta.get("schema_version") != SCHEMA_VERSION:
             raise OCZSSError(f"cache {url} has schema version {meta.get('schema_version')}, this oczss reads "
                              f"{SCHEMA_VERSION}; rebuild it: `oczss precompute ... --cache NEW_CACHE`")
-        self.meta = meta
+        self.meta, self._basis_digests = meta, {}
         try:
             self.params = CacheParams(**meta["params"])
         except (KeyError, TypeError) as e:
@@ -85,9 +93,20 @@ class MaskCache:
             raise OCZSSError(f"no mask cache at {url}: run `oczss precompute --cache {url} ...` first") from e
         except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
             raise _damaged(url, "zarr.json (root metadata)", e) from None
-        except OSError as e:
-            raise unreachable(url, e) from None
+        except Exception as e:
+            if is_backend_error(e):
+                raise unreachable(url, e) from None
+            raise
         return cls(url, root)
+
+    @classmethod
+    def existing(cls, url: str) -> "MaskCache | None":
+        """The cache at `url` opened read-only, None if nothing is there yet; writes nothing either way."""
+        fs, path = filesystem(url)
+        with reaching(url):
+            if not fs.exists(f"{path.rstrip('/')}/zarr.json"):
+                return None
+        return cls.open(url)
 
     @classmethod
     def create_or_open(cls, url: str, params: CacheParams, random_weights: bool) -> "MaskCache":
@@ -96,14 +115,17 @@ class MaskCache:
             root = zarr.open_group(store=open_store(url, read_only=False), mode="a")
         except (ValueError, KeyError, TypeError) as e:
             raise _damaged(url, "zarr.json (root metadata)", e) from None
-        except OSError as e:
-            raise unreachable(url, e) from None
+        except Exception as e:
+            if is_backend_error(e):
+                raise unreachable(url, e) from None
+            raise
         if "oczss" not in root.attrs:
             if len(list(root.keys())):
                 raise OCZSSError(f"{url} already holds a Zarr hierarchy that is not an oczss cache")
-            root.attrs["oczss"] = {"schema_version": SCHEMA_VERSION, "params": params.to_dict(),
-                                   "random_weights": random_weights, "created": _now(),
-                                   "oczss_version": importlib.metadata.version("oczss")}
+            with reaching(url):
+                root.attrs["oczss"] = {"schema_version": SCHEMA_VERSION, "params": params.to_dict(),
+                                       "random_weights": random_weights, "created": _now(),
+                                       "oczss_version": importlib.metadata.version("oczss")}
         cache = cls(url, root)
         check_params(url, cache.params, params)
         return cache
@@ -162,6 +184,13 @@ class MaskCache:
         except Exception as e:  # noqa: BLE001 - a damaged basis object
             raise _damaged(self.url, f"{dataset}/feature_basis", e) from None
 
+    def basis_digest(self, dataset: str) -> str | None:
+        """sha256 of `dataset`'s basis as stored (what every shard record of its compact features carries)."""
+        if dataset not in self._basis_digests:
+            basis = self.basis(dataset)
+            self._basis_digests[dataset] = None if basis is None else basis_digest(*basis)
+        return self._basis_digests[dataset]
+
     def set_basis(self, dataset: str, mean: np.ndarray, basis: np.ndarray) -> None:
         """Record `dataset`'s PCA basis (model/compaction.py); the flag that makes it visible is written last."""
         group = self.root.require_group(dataset)
@@ -169,28 +198,31 @@ class MaskCache:
             group.create_array(name, shape=array.shape, dtype="float32", fill_value=0, overwrite=True,
                                dimension_names=("channel",) if array.ndim == 1 else ("channel", "component"))[...] = array
         group.attrs["feature_basis"] = True
+        self._basis_digests.pop(dataset, None)
 
     def require_split(self, dataset: str, split: str, ids: list[str], data_root: str) -> "SplitCache":
         """The group for (dataset, split), created with its arrays if absent; refused if its ids differ."""
         path = f"{dataset}/{split}"
-        if (dataset, split) in self.splits():
+        if (dataset, split) in self.splits() and "oczss" in self.root[path].attrs:
             sc = SplitCache(self, self.root[path])
             if sc.ids != ids:
                 raise OCZSSError(f"cache {self.url} holds {path} for {sc.n} images that differ from the "
                                  f"{len(ids)} images now at {data_root}; use a new --cache for this dataset copy")
             return sc
+        # absent, or left without metadata by a run stopped while creating it: (re)create every array
         p, n = self.params, len(ids)
         group = self.root.require_group(path)
         encoded = encode_ids(ids)
         group.create_array("ids", shape=encoded.shape, dtype="uint8", chunks=(max(n, 1), encoded.shape[1]),
-                           dimension_names=("image", "id_byte"), fill_value=0)[:] = encoded
+                           dimension_names=("image", "id_byte"), fill_value=0, overwrite=True)[:] = encoded
         for name, (shape, dtype, dims) in array_layouts(p).items():
             group.create_array(name, shape=(n, *shape), dtype=dtype, chunks=(1, *shape),
                                shards=(p.shard_size, *shape), compressors=COMPRESSOR, fill_value=0,
-                               dimension_names=("image", *dims), config=WRITE_ALL)
+                               dimension_names=("image", *dims), config=WRITE_ALL, overwrite=True)
         num_shards = -(-n // p.shard_size)
         group.create_array("records", shape=(num_shards, RECORD_BYTES), dtype="uint8", chunks=(1, RECORD_BYTES),
-                           compressors=COMPRESSOR, fill_value=0, dimension_names=("shard", "record_byte"))
+                           compressors=COMPRESSOR, fill_value=0, dimension_names=("shard", "record_byte"),
+                           overwrite=True)
         group.attrs["oczss"] = {"dataset": dataset, "split": split, "data_root": str(data_root), "num_images": n,
                                 "num_shards": num_shards, "created": _now()}
         return SplitCache(self, group)
@@ -202,7 +234,13 @@ class SplitCache:
     def __init__(self, cache: MaskCache, group: zarr.Group):
         self.cache, self.group = cache, group
         try:
-            self.meta = dict(group.attrs)["oczss"]
+            attrs = dict(group.attrs)
+            if "oczss" not in attrs:
+                raise SplitNotCreated(
+                    f"cache {cache.url}: {group.path} was still being created when its precompute stopped (nothing "
+                    f"of it was computed); run `oczss precompute --split {group.path.rsplit('/', 1)[-1]} "
+                    f"--cache {cache.url} ...` again to create it")
+            self.meta = attrs["oczss"]
             self.ids: list[str] = decode_ids(group["ids"][:]) if self.meta["num_images"] else []
             self.num_shards = self.meta["num_shards"]
         except (KeyError, ValueError, TypeError) as e:
@@ -288,8 +326,24 @@ class SplitCache:
             except Exception as e:  # noqa: BLE001 - a truncated or garbled shard object fails to decode
                 errors[name] = e
         shapes = {name: layouts[name][0] for name in names if name in layouts}
-        problems = shard_problems(shapes, self.ids[a:b], (a, b), shard, record, data, errors)
+        bound = {"params_sha256": (self.cache.params.digest(), "the cache's parameters (its zarr.json)")}
+        if "features" in names:
+            bound["basis_sha256"] = (self.cache.basis_digest(self.meta["dataset"]),
+                                     "the compact features' basis (feature_mean, feature_basis)")
+        problems = shard_problems(shapes, self.ids[a:b], (a, b), shard, record, data, errors, set(layouts), bound)
         return data, problems
+
+    def metadata_problems(self, records: list) -> list[str]:
+        """What the split's metadata says against what it holds: image count, shard count, records."""
+        out, expected = [], -(-self.n // self.shard_size)
+        if self.meta.get("num_images") != self.n:
+            out.append(f"{self.name}: metadata says {self.meta.get('num_images')} images, its ids hold {self.n}")
+        if self.num_shards != expected:
+            out.append(f"{self.name}: metadata says {self.num_shards} shards, {self.n} images in shards of "
+                       f"{self.shard_size} make {expected}")
+        if len(records) != self.num_shards:
+            out.append(f"{self.name}/records: {len(records)} entries for {self.num_shards} shards")
+        return out
 
     def write_shard(self, shard: int, arrays: dict[str, np.ndarray], failed: dict[str, str],
                     before_commit=None) -> None:
@@ -309,7 +363,10 @@ class SplitCache:
         if before_commit is not None:
             before_commit()
         record = {"shard": shard, "rows": [a, b], "failed": failed, "sha256": digests,
-                  "ids_sha256": ids_digest(self.ids[a:b]), "written": _now()}
+                  "ids_sha256": ids_digest(self.ids[a:b]), "params_sha256": self.cache.params.digest(),
+                  "written": _now()}
+        if "features" in arrays:
+            record["basis_sha256"] = self.cache.basis_digest(self.meta["dataset"])
         self.group["records"][shard] = encode_record(record)
 
     def _sync(self, shard: int) -> None:

@@ -220,13 +220,14 @@ def test_verify_reports_an_unfinished_shard_unless_partial(copy):
 
 def test_paths_are_resolved_on_the_client_and_a_missing_image_is_an_error_of_the_run(demo_root, tmp_path, monkeypatch):
     from oczss.model.dino import load_dino
-    from oczss.pipeline.stage1.precompute import plan
+    from oczss.pipeline.stage1.precompute import cache_params, check_inputs, plan
 
     root = tmp_path / "demo"
     shutil.copytree(demo_root, root)
     monkeypatch.chdir(tmp_path)
     cfg = tiny(Path("demo"), "rel.zarr", split="val")  # relative, as a user types them
-    jobs, _ = plan(cfg, "token", load_dino("tiny", "random", 64), "cpu")
+    model = load_dino("tiny", "random", 64)
+    jobs, _ = plan(cfg, "token", model, cache_params(cfg, model, "cpu"), check_inputs(cfg))
     assert all(Path(job.cache).is_absolute() and all(Path(p).is_absolute() for p in job.paths) for job in jobs)
     assert jobs[0].device == "auto" and jobs[0].params.device == "cpu"  # each worker resolves auto to this type
     from conftest import make_voc
