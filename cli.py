@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from pathlib import Path
 
 import click
 
@@ -27,13 +28,21 @@ NATURAL = click.IntRange(min=0)
 
 
 class _Group(click.Group):
-    """Turns OCZSSError into a one-line message on stderr and exit status 2, without a traceback."""
+    """Turns OCZSSError, and an OSError that reached the top (a read-only folder, a full disk), into a one-line
+    message on stderr and exit status 2, without a traceback (the OSError's under -v)."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except OCZSSError as e:
-            click.echo(f"error: {e}", err=True)
+        except (OCZSSError, OSError) as e:
+            import logging
+
+            from oczss.errors import os_error
+
+            if isinstance(e, OSError) and logging.getLogger("oczss").isEnabledFor(logging.DEBUG):
+                raise
+            click.echo(f"error: {e if isinstance(e, OCZSSError) else os_error(e)}", err=True)
+            sys.unraisablehook = lambda *_: None  # no "Exception ignored" noise of abandoned I/O after the line
             sys.exit(2)
 
 
@@ -287,7 +296,10 @@ def evaluate(method, checkpoint, dataset, split, mode, recipe, json_out, data_ro
              dino_weights, backbone, dino_model, text, workers, limit, allow_subset, cluster_mode):
     """Per-class IoU, mIoU (S / U / harmonic for OC-ZSS) and pixel accuracy over a whole split."""
     from oczss.pipeline.evaluation import write_json
+    from oczss.pipeline.outputs import check_writable
 
+    if json_out:
+        check_writable(Path(json_out).parent, "--json")
     if method == "cass":
         from oczss.pipeline.cass.evaluate import evaluate as run, format_report
 

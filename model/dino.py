@@ -8,13 +8,14 @@ original DINO key names); `random` builds seeded random weights for tests and th
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from oczss.errors import OCZSSError
-from oczss.model.weights import TINY, announce_random, check_hub
+from oczss.model.weights import TINY, announce_random, check_hub, load_refusal
 
 DEFAULT_MODEL = "vit_base_patch16_224.dino"
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm asks the hub for
@@ -58,8 +59,9 @@ def load_dino(name: str, weights: str, input_size: int, dynamic: bool = False) -
             raise OCZSSError(f"--weights {weights}: no such checkpoint file (expected 'pretrained', 'random' or a path)")
         try:
             model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
-        except (RuntimeError, KeyError, ValueError, OSError) as e:
-            raise OCZSSError(f"checkpoint {path} does not load into {name}: {str(e)[:300]}") from e
+        except (RuntimeError, KeyError, ValueError, OSError, pickle.UnpicklingError) as e:
+            why = load_refusal(path, e) or (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise OCZSSError(f"checkpoint {path} does not load into {name}: {why}") from None
     patch = model.patch_embed.patch_size[0]
     if input_size % patch:
         raise OCZSSError(f"--input-size {input_size} is not a multiple of the patch size {patch} of {name}")

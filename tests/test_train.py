@@ -183,13 +183,15 @@ def test_an_error_inside_the_loop_saves_the_last_completed_step(stage1, tmp_path
 def test_a_failed_save_leaves_no_partial_file(tmp_path, monkeypatch):
     from oczss.pipeline.stage2 import checkpoint
 
-    def full_disk(obj, path):
-        Path(path).write_bytes(b"half a checkpoint")
-        raise OSError(28, "No space left on device")
+    def full_disk(obj, f):
+        f.write(b"half a checkpoint")
+        f.flush()
+        raise OSError(28, "No space left on device")  # what a write() on a full disk raises: no file name
 
     monkeypatch.setattr(checkpoint.torch, "save", full_disk)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError) as e:
         checkpoint.save(tmp_path / "last.pt", {"step": 1})
+    assert e.value.errno == 28 and e.value.filename == str(tmp_path / "last.pt")  # the error names the file
     assert list(tmp_path.iterdir()) == []
 
 

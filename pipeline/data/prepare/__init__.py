@@ -13,6 +13,7 @@ from pathlib import Path
 
 from oczss.errors import OCZSSError
 from oczss.pipeline.data.demo_scenes import MARKER, VERSION, ensure_demo
+from oczss.pipeline.outputs import check_writable
 from oczss.pipeline.data.prepare import ade, cityscapes, coco, context, voc
 from oczss.pipeline.data.prepare.runner import Summary, default_workers, execute
 
@@ -30,6 +31,7 @@ def prepare(name: str, raw: str | Path | None, out: str | Path, workers: int | N
     if family not in NAMES:
         raise OCZSSError(f"unknown dataset {name!r} for prepare; choose one of {', '.join(NAMES + tuple(ALIASES))}")
     out = Path(out)
+    check_writable(out, "--out")
     if family == "demo":
         start, marker = time.perf_counter(), out / MARKER
         kept = marker.is_file() and marker.read_text().strip() == VERSION
