@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from oczss.cache.integrity import count_problems
 from oczss.cache.store import DONE, FAILED, MISSING, MaskCache, SplitCache, SplitNotCreated, array_layouts
 from oczss.errors import OCZSSError
 
@@ -92,6 +93,6 @@ def cache_info(url: str, on_shard=None) -> dict:
                  "bytes": int(nbytes), "bytes_per_image": nbytes / max(int((status != MISSING).sum()), 1),
                  "failed_images": {i: why for r in records if r for i, why in r["failed"].items()},
                  **split_report(sc, records, status, on_shard)}
-        entry["damaged"] = sc.metadata_problems(records) + entry["damaged"]
+        entry["damaged"] = count_problems(sc.name, sc.meta, sc.n, sc.shard_size, records) + entry["damaged"]
         out["splits"].append(entry)
     return out

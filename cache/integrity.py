@@ -82,3 +82,24 @@ def shard_problems(shapes: dict[str, tuple], ids: list[str], rows: tuple[int, in
             out.append(f"{tag}: {what} does not match the completion record (sha256): changed after the shard was "
                        f"written")
     return out
+
+
+def count_problems(name: str, meta: dict, n: int, shard_size: int, records: list) -> list[str]:
+    """What a split's metadata (`meta`: num_images, num_shards) says against what it holds: `n` ids, shards of
+    `shard_size`, `records` (one entry per stored record row)."""
+    out, shards = [], -(-n // shard_size)
+    if meta.get("num_images") != n:
+        out.append(f"{name}: metadata says {meta.get('num_images')} images, its ids hold {n}")
+    if meta.get("num_shards") != shards:
+        out.append(f"{name}: metadata says {meta.get('num_shards')} shards, {n} images in shards of {shard_size} "
+                   f"make {shards}")
+    if len(records) != meta.get("num_shards"):
+        out.append(f"{name}/records: {len(records)} entries for {meta.get('num_shards')} shards")
+    return out
+
+
+def unbound(records: list, bound: dict[str, tuple[str | None, str]]) -> list[str]:
+    """What of `bound` ({record key: (sha256, what)}) differs from what any done shard's record bound: metadata
+    changed after the shards were written (records without the key are not checked)."""
+    return [what for key, (value, what) in bound.items()
+            if any(r is not None and key in r and r[key] != value for r in records)]

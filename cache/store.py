@@ -326,24 +326,17 @@ class SplitCache:
             except Exception as e:  # noqa: BLE001 - a truncated or garbled shard object fails to decode
                 errors[name] = e
         shapes = {name: layouts[name][0] for name in names if name in layouts}
-        bound = {"params_sha256": (self.cache.params.digest(), "the cache's parameters (its zarr.json)")}
-        if "features" in names:
-            bound["basis_sha256"] = (self.cache.basis_digest(self.meta["dataset"]),
-                                     "the compact features' basis (feature_mean, feature_basis)")
-        problems = shard_problems(shapes, self.ids[a:b], (a, b), shard, record, data, errors, set(layouts), bound)
+        problems = shard_problems(shapes, self.ids[a:b], (a, b), shard, record, data, errors, set(layouts),
+                                  self.bound("features" in names))
         return data, problems
 
-    def metadata_problems(self, records: list) -> list[str]:
-        """What the split's metadata says against what it holds: image count, shard count, records."""
-        out, expected = [], -(-self.n // self.shard_size)
-        if self.meta.get("num_images") != self.n:
-            out.append(f"{self.name}: metadata says {self.meta.get('num_images')} images, its ids hold {self.n}")
-        if self.num_shards != expected:
-            out.append(f"{self.name}: metadata says {self.num_shards} shards, {self.n} images in shards of "
-                       f"{self.shard_size} make {expected}")
-        if len(records) != self.num_shards:
-            out.append(f"{self.name}/records: {len(records)} entries for {self.num_shards} shards")
-        return out
+    def bound(self, features: bool) -> dict[str, tuple[str | None, str]]:
+        """{record key: (the sha256 it must hold, what that is)}: the parameters, and with `features` the basis."""
+        bound = {"params_sha256": (self.cache.params.digest(), "the cache's parameters (its zarr.json)")}
+        if features:
+            bound["basis_sha256"] = (self.cache.basis_digest(self.meta["dataset"]),
+                                     "the compact features' basis (feature_mean, feature_basis)")
+        return bound
 
     def write_shard(self, shard: int, arrays: dict[str, np.ndarray], failed: dict[str, str],
                     before_commit=None) -> None:

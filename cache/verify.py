@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from oczss.cache.integrity import count_problems
 from oczss.cache.store import MaskCache, SplitNotCreated, array_layouts
 from oczss.errors import OCZSSError
 
@@ -59,7 +60,7 @@ def verify(url: str, partial: bool = False, on_shard=None) -> list[str]:
             problems.append(f"{dataset}: the compact features' basis (feature_basis) is missing")
         if len(set(sc.ids)) != sc.n:
             problems.append(f"{where}/ids: {sc.n - len(set(sc.ids))} duplicate ids")
-        problems += sc.metadata_problems(records)
+        problems += count_problems(sc.name, sc.meta, sc.n, sc.shard_size, records)
         for shard in range(sc.num_shards):
             record = records[shard] if shard < len(records) else None
             _, found = sc.read_shard(shard, list(layouts), record)

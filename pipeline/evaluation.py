@@ -24,7 +24,7 @@ from oczss.pipeline.data.datasets import Dataset, Sample
 from oczss.pipeline.data.images import ImageError, load_rgb
 from oczss.pipeline.metrics import confusion
 from oczss.pipeline.outputs import writing
-from oczss.pipeline.workers import guarded, ignore_signals, unwrap
+from oczss.pipeline.workers import guarded, ignore_signals, stopping, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,9 @@ def run_split(dataset: Dataset, samples: list[Sample], segmenter: Callable, devi
     k = len(dataset.spec.classes)
     conf = torch.zeros(k, k, dtype=torch.int64, device=device)
     failed, start = {}, time.perf_counter()
-    with progress_bar(len(samples), desc=desc, unit="img", enabled=progress) as bar:
-        for image_id, image, label, cached in unwrap(loader):
+    items = iter(loader)
+    with progress_bar(len(samples), desc=desc, unit="img", enabled=progress) as bar, stopping(items):
+        for image_id, image, label, cached in unwrap(items):
             bar.update(1)
             if isinstance(image, str):
                 failed[image_id] = image

@@ -14,17 +14,22 @@ worker made it and however often.
 `ignore_signals` (the workers' start) makes them ignore SIGINT and SIGTERM: Ctrl-C in a terminal and a scheduler's
 SIGTERM to the whole process group (Slurm, Docker, Kubernetes) reach every process, and the main process alone
 handles them (it saves, stops, then shuts its workers down), so the run ends exactly as when only the main process
-is signalled. A worker whose main process died exits by itself (torch's watchdog).
+is signalled. A worker whose main process died exits by itself (torch's watchdog). Since SIGTERM no longer ends a
+worker, `stop` ends them in order (then SIGKILL) when their loop is done, and any worker still alive when the
+process exits is killed first, so that multiprocessing's exit (SIGTERM, then a join without limit) cannot hang.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 import logging
+import multiprocessing
 import signal
 import traceback
 
-from torch.utils.data import default_collate
+from torch.utils.data import _utils, default_collate
 
 from oczss.errors import OCZSSError
 
@@ -92,3 +97,32 @@ def ignore_signals(*_) -> None:
     """A loader worker's start (worker_init_fn): SIGINT and SIGTERM are the main process's to handle."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def stop(iterator) -> None:
+    """End a DataLoader iterator's workers now: torch's orderly shutdown, then SIGKILL for any still alive (its own
+    fallback, SIGTERM, no longer ends them)."""
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
+    for worker in getattr(iterator, "_workers", ()):
+        if worker.is_alive():
+            worker.kill()
+            worker.join(5)
+
+
+@contextlib.contextmanager
+def stopping(iterator):
+    """`stop` the iterator's workers when the block ends, however it ends."""
+    try:
+        yield iterator
+    finally:
+        stop(iterator)
+
+
+@atexit.register  # runs before multiprocessing's own exit handler (registered earlier, atexit runs last-first)
+def _kill_left_workers() -> None:
+    for child in multiprocessing.active_children():
+        if getattr(child, "_target", None) is _utils.worker._worker_loop:
+            child.kill()
+            child.join(5)

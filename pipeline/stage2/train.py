@@ -46,7 +46,7 @@ from oczss.pipeline.stage2.config import TrainConfig
 from oczss.pipeline.stage2.loader import UNSEEN, Positions, TrainData, seed_worker
 from oczss.pipeline.outputs import check_writable
 from oczss.pipeline.stage2.runlog import NonFiniteLoss, RunLog, plain
-from oczss.pipeline.workers import collate, unwrap
+from oczss.pipeline.workers import collate, stopping, unwrap
 from oczss.pipeline.stage2.text import class_text
 
 log = logging.getLogger(__name__)
@@ -220,14 +220,14 @@ def _loop(run: Run, writer: RunLog, resumed_rng: dict | None, progress: bool) ->
     torch.manual_seed(cfg.seed + run.rank)  # dropout; the data stream is seeded per sample
     side = run.cfg_crop // run.model.encoder.patch_size
     clusters = StepClusters(run.mode, run.model.config.num_objects, (side, side), run.dino)
-    batches = device_batches(unwrap(iter(run.loader)), run.device, clusters)  # draws from torch's RNG: before the
-    # resumed state is put back
+    loader = iter(run.loader)  # draws from torch's RNG: before the resumed state is put back
+    batches = device_batches(unwrap(loader), run.device, clusters)
     if resumed_rng is not None:
         ckpt_io.set_rng_state(resumed_rng)
     run.net.train()
-    run.resume_state = {"rng": ckpt_io.rng_state(), "log": writer.state()}
+    run.resume_state, first = {"rng": ckpt_io.rng_state(), "log": writer.state()}, run.step
     with progress_bar(cfg.iters, desc=f"train {cfg.dataset} {cfg.setting}", unit="it", initial=run.step,
-                      enabled=progress and run.rank == 0) as bar, _sigterm_as_interrupt():
+                      enabled=progress and run.rank == 0) as bar, _sigterm_as_interrupt(), stopping(loader):
         try:
             while run.step < cfg.iters:
                 _iteration(run, batches, writer)
@@ -240,6 +240,8 @@ def _loop(run: Run, writer: RunLog, resumed_rng: dict | None, progress: bool) ->
                 if at % cfg.milestone_every == 0 or at == cfg.iters or at == cfg.iters // 2:
                     _save(run, run.out / "checkpoints" / f"iter_{at:06d}.pt")
         except KeyboardInterrupt:
+            if run.step == first:
+                raise OCZSSError(f"interrupted at iteration {run.step}, before this run completed one") from None
             with _uninterruptible(then_interrupt=False):  # a second Ctrl-C must not cut the save short
                 _save(run, last)
             raise OCZSSError(f"interrupted at iteration {run.step}; {last} saved, `--resume` continues from "
@@ -247,7 +249,7 @@ def _loop(run: Run, writer: RunLog, resumed_rng: dict | None, progress: bool) ->
         except NonFiniteLoss:
             raise
         except Exception as e:
-            saved = _save_after_error(run, last)
+            saved = _save_after_error(run, last) if run.step > first else "no iteration of this run completed"
             if isinstance(e, (OCZSSError, OSError)):
                 reason = os_error(e) if isinstance(e, OSError) else str(e)
                 raise OCZSSError(f"training stopped at iteration {run.step}: {reason}. {saved}") from None
