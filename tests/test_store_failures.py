@@ -4,7 +4,6 @@ unreachable stores, unwritable folders, full disks. The kill and the lease race 
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -14,37 +13,18 @@ import fsspec
 import numpy as np
 import pytest
 import zarr
-from click.testing import CliRunner
 from fsspec.implementations.memory import MemoryFileSystem
 
 from oczss.cache.lock import WriterLock, lock_url, read_holder
 from oczss.cache.store import MaskCache
 from oczss.cache.verify import verify
-from oczss.cli import main
 from oczss.errors import OCZSSError
 from oczss.pipeline.stage1.inspect import info
 from oczss.pipeline.stage1.precompute import precompute
+from test_cache_integrity import built, copy, run  # noqa: F401 - fixtures
 from test_precompute import FLAGS, assert_same, snapshot, tiny
 
 UNWRITABLE = Path("/sys/oczss-test")  # sysfs refuses to create anything there, even for root
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-@pytest.fixture(scope="module")
-def built(demo_root, tmp_path_factory) -> str:
-    url = str(tmp_path_factory.mktemp("failures") / "c.zarr")
-    precompute(tiny(demo_root, url, split="val"), progress=False)
-    return url
-
-
-@pytest.fixture
-def copy(built, tmp_path) -> str:
-    url = str(tmp_path / "copy.zarr")
-    shutil.copytree(built, url)
-    return url
 
 
 KILL_WHILE_CREATING = r'''
