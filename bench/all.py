@@ -6,8 +6,9 @@
 The runs (each script's docstring says what it measures and its goals): precompute (2,000 synthetic 640 x 480
 images, R = 512, batch 32), model (Table 11 rows in both ORA spaces, batch 16, 512^2, bf16; forward FLOPs; peak
 inference memory), train (free / whole / view / online cluster modes, batch 16, 8 workers), eval (slide
-inference), prompts (the cluster modes' empty prompts, agreement and cost), cass (CASS against plain CLIP). Each
-script runs in its own process; a script that fails is recorded with its error and the others still run.
+inference), prompts (the cluster modes' empty prompts, agreement and cost), cass (CASS against plain CLIP), sm
+(Split Matching's parameter counts and training step). Each script runs in its own process; a script that fails is
+recorded with its error and the others still run.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ PAPER = {
     "eval": ["--images", "50"],
     "prompts": ["--views", "64", "--coco-images", "32"],
     "cass": ["--images", "20"],
+    "sm": ["--batch", "16", "--size", "512", "--iters", "20"],
 }
 TINY = {
     "precompute": ["--images", "8", "--batch-size", "4", "--shard-size", "8", "--input-size", "128", "--grid", "16",
@@ -37,6 +39,7 @@ TINY = {
     "eval": ["--tiny", "--images", "2", "--workers", "0"],
     "prompts": ["--tiny", "--views", "8"],
     "cass": ["--tiny", "--images", "2", "--workers", "0"],
+    "sm": ["--tiny", "--batch", "2", "--size", "64", "--iters", "2", "--warmup", "1"],
 }
 
 

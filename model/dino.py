@@ -8,21 +8,18 @@ original DINO key names); `random` builds seeded random weights for tests and th
 
 from __future__ import annotations
 
-import pickle
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 
 from oczss.errors import OCZSSError
-from oczss.model.weights import TINY, announce_random, check_hub, load_refusal
+from oczss.model.weights import TINY, announce_random, timm_weights
 
 DEFAULT_MODEL = "vit_base_patch16_224.dino"
-HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm asks the hub for
-TINY_P8 = "tiny-p8"
+TINY_P8, TINY_P14 = "tiny-p8", "tiny-p14"
 # 2-layer, 48-wide test ViTs: `tiny` (patch 16, 3 heads) for Stage 1; `tiny-p8` (patch 8, 2 heads: the tiny
-# CLIP's head count, as CASS pairs heads one to one) for CASS
-TINY_SHAPES = {TINY: dict(patch_size=16, num_heads=3), TINY_P8: dict(patch_size=8, num_heads=2)}
+# CLIP's head count, as CASS pairs heads one to one) for CASS; `tiny-p14` (DINOv2's patch 14) for SimZSS
+TINY_SHAPES = {TINY: dict(patch_size=16, num_heads=3), TINY_P8: dict(patch_size=8, num_heads=2),
+               TINY_P14: dict(patch_size=14, num_heads=3)}
 
 
 def load_dino(name: str, weights: str, input_size: int, dynamic: bool = False) -> torch.nn.Module:
@@ -42,26 +39,9 @@ def load_dino(name: str, weights: str, input_size: int, dynamic: bool = False) -
                 model = timm.create_model(name, pretrained=False, **kwargs)
     elif name in TINY_SHAPES:
         raise OCZSSError(f"--dino-model {name} exists for tests with --weights random only")
-    elif weights == "pretrained":
-        hub = getattr(timm.models.get_pretrained_cfg(name), "hf_hub_id", None)
-        if hub:  # fail at once, not after a minute of retries, when neither cache nor hub can serve it
-            check_hub(hub, HUB_FILES, f"DINO {name}", "pass --weights PATH to a local checkpoint (e.g. "
-                      "dino_vitbase16_pretrain.pth)")
-        try:
-            model = timm.create_model(name, pretrained=True, **kwargs)
-        except (OSError, RuntimeError) as e:
-            raise OCZSSError(f"could not load pretrained {name} from the hub or its local cache ({type(e).__name__}: "
-                             f"{str(e)[:200]}). Download it where you have internet, or pass --weights PATH to a local "
-                             f"checkpoint (e.g. dino_vitbase16_pretrain.pth)") from e
     else:
-        path = Path(weights)
-        if not path.is_file():
-            raise OCZSSError(f"--weights {weights}: no such checkpoint file (expected 'pretrained', 'random' or a path)")
-        try:
-            model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
-        except (RuntimeError, KeyError, ValueError, OSError, pickle.UnpicklingError) as e:
-            why = load_refusal(path, e) or (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-            raise OCZSSError(f"checkpoint {path} does not load into {name}: {why}") from None
+        example = "dinov2_vitb14_pretrain.pth" if "dinov2" in name else "dino_vitbase16_pretrain.pth"
+        model = timm_weights(name, weights, "--weights", example, **kwargs)
     patch = model.patch_embed.patch_size[0]
     if input_size % patch:
         raise OCZSSError(f"--input-size {input_size} is not a multiple of the patch size {patch} of {name}")

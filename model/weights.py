@@ -1,5 +1,5 @@
-"""What every frozen backbone shares: the fingerprint of its weights, the announcement of random weights, and the
-fast check of the Hugging Face hub cache before a `pretrained` load.
+"""What every backbone shares: the fingerprint of its weights, the announcement of random weights, the fast check of
+the Hugging Face hub cache before a `pretrained` load, and timm models with real weights (by name or local path).
 
 Random weights exist for tests and the demo only. `announce_random` is the one place that says so when they
 are loaded, and `RANDOM_NOTE` the one wording every output made with them carries.
@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import pickle
 import re
 import socket
 import urllib.parse
+from pathlib import Path
 
 import torch
 
@@ -22,6 +24,7 @@ log = logging.getLogger(__name__)
 
 TINY = "tiny"  # the 2-layer test backbones (CLIP and DINO): same code paths, seconds on a CPU
 RANDOM_NOTE = "RANDOM WEIGHTS: for tests and the demo only"
+TIMM_HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm asks the hub for
 
 
 def announce_random(what: str) -> None:
@@ -65,6 +68,32 @@ def _reachable(endpoint: str, timeout: float = 3.0) -> bool:
         return True
     except OSError:
         return False
+
+
+def timm_weights(name: str, weights: str, flag: str, example: str, **kwargs) -> torch.nn.Module:
+    """timm model `name` (built with `kwargs`) with real weights: `pretrained` (timm's hub cache, checked first by
+    `check_hub`) or a local checkpoint path. Every failure is one OCZSSError naming `flag` (the option that set
+    `weights`) and suggesting a local file like `example`."""
+    import timm
+
+    instead = f"pass {flag} PATH to a local checkpoint (e.g. {example})"
+    if weights == "pretrained":
+        hub = getattr(timm.models.get_pretrained_cfg(name), "hf_hub_id", None)
+        if hub:  # fail at once, not after a minute of retries, when neither cache nor hub can serve it
+            check_hub(hub, TIMM_HUB_FILES, name, instead)
+        try:
+            return timm.create_model(name, pretrained=True, **kwargs)
+        except (OSError, RuntimeError) as e:
+            raise OCZSSError(f"could not load pretrained {name} from the hub or its local cache ({type(e).__name__}: "
+                             f"{str(e)[:200]}). Download it where you have internet, or {instead}") from e
+    path = Path(weights)
+    if not path.is_file():
+        raise OCZSSError(f"{flag} {weights}: no such checkpoint file (expected 'pretrained', 'random' or a path)")
+    try:
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
+    except (RuntimeError, KeyError, ValueError, OSError, pickle.UnpicklingError) as e:
+        why = load_refusal(path, e) or (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise OCZSSError(f"checkpoint {path} does not load into {name}: {why}") from None
 
 
 def refused_globals(path, error: Exception) -> list[str] | None:

@@ -50,6 +50,54 @@ def make_voc(root: Path, train=("a", "b"), aug=("a", "c"), val=("d",)) -> Path:
     return root
 
 
+# captions of the COCO Captions fixture, per image; every image gets its own colour (what L_g can tell apart)
+FIXTURE_CAPTIONS = (
+    ("A dog lying on the grass next to a red frisbee.", "Two dogs play on a lawn."),
+    ("A man riding a horse on a beach.", "A person on a brown horse near the sea."),
+    ("A cat sleeping on a sofa.", "A grey cat curled up on the couch."),
+    ("A pizza on a plate on a dining table.", "Slices of pizza and plates on the table."),
+    ("A bus driving down a city road.", "A red bus on the road beside a building."),
+    ("Two giraffes standing by a tree.", "A giraffe eating leaves from a tree."),
+)
+
+
+def coco_captions_json(split: str, image_ids: list[int], captions: list[tuple[str, ...]], size=(40, 32)) -> dict:
+    """A captions_{split}2017.json document in the official layout (info, licenses, images, annotations)."""
+    images = [{"license": 1, "file_name": f"{i:012d}.jpg", "coco_url": f"http://images.cocodataset.org/{split}2017/"
+               f"{i:012d}.jpg", "height": size[1], "width": size[0], "date_captured": "2013-11-14 11:18:45",
+               "flickr_url": "http://farm.example/x.jpg", "id": i} for i in image_ids]
+    notes, n = [], 0
+    for i, caps in zip(image_ids, captions):
+        for c in caps:
+            n += 1
+            notes.append({"image_id": i, "id": 1000 + n, "caption": c})
+    return {"info": {"description": "COCO 2017 Dataset", "version": "1.0", "year": 2017},
+            "licenses": [{"url": "http://creativecommons.org/licenses/by-nc-sa/2.0/", "id": 1, "name": "BY-NC-SA"}],
+            "images": images, "annotations": notes}
+
+
+def make_coco_captions(root: Path, train: int = 4, val: int = 2, size=(40, 32)) -> Path:
+    """A tiny COCO Captions root: {train,val}2017/*.jpg (one flat colour per image, a little noise) and
+    annotations/captions_{train,val}2017.json, captions from FIXTURE_CAPTIONS in turn."""
+    import json
+
+    rng = np.random.default_rng(0)
+    start = 0
+    for split, count in (("train", train), ("val", val)):
+        ids = [139 + 1000 * (start + k) for k in range(count)]
+        caps = [FIXTURE_CAPTIONS[(start + k) % len(FIXTURE_CAPTIONS)] for k in range(count)]
+        for k, i in enumerate(ids):
+            colour = np.array([(53 * (start + k)) % 256, (97 * (start + k) + 80) % 256, (31 * (start + k) + 160) % 256])
+            pixels = np.clip(colour + rng.integers(-20, 20, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+            (root / f"{split}2017").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(root / f"{split}2017" / f"{i:012d}.jpg")
+        doc = coco_captions_json(split, ids, caps, size)
+        (root / "annotations").mkdir(parents=True, exist_ok=True)
+        (root / "annotations" / f"captions_{split}2017.json").write_text(json.dumps(doc))
+        start += count
+    return root
+
+
 @pytest.fixture(scope="session")
 def demo_stage1(demo_root, tmp_path_factory) -> dict:
     """A demo mask cache (both splits, the demo's K=4) and the demo's random text embeddings, built once."""

@@ -164,12 +164,18 @@ def format_report(report: dict) -> str:
                  ("out of range", [s["out_of_range"] for s in report["splits"]])]
         for c, values in rows:
             lines.append(f"  {c:<{width}}" + "".join(f" {v:>14,}" for v in values))
+    return "\n".join(lines + closing_lines(report))
+
+
+def closing_lines(report: dict) -> list[str]:
+    """The end of a report as text: every warning and problem, then the verdict."""
+    lines = []
     for kind in ("warnings", "problems"):
         if report[kind]:
             lines.append(f"{kind} ({len(report[kind])}):")
             lines += [f"  {p}" for p in report[kind]]
     lines.append("ok" if report["ok"] else f"{len(report['problems'])} problem(s)")
-    return "\n".join(lines)
+    return lines
 
 
 def to_json(report: dict) -> str:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from oczss.errors import OCZSSError
 from oczss.pipeline.data.demo_scenes import MARKER, VERSION, ensure_demo
+from oczss.pipeline.data.prepare import ade, captions, cityscapes, coco, context, voc
 from oczss.pipeline.outputs import check_writable
-from oczss.pipeline.data.prepare import ade, cityscapes, coco, context, voc
 from oczss.pipeline.data.prepare.runner import Summary, default_workers, execute
 
-NAMES = ("coco", "coco-object", "voc", "context", "ade", "cityscapes", "demo")
+NAMES = ("coco", "coco-object", "coco-captions", "voc", "context", "ade", "cityscapes", "demo")
 ALIASES = {"voc20": "voc", "voc21": "voc", "context59": "context", "context60": "context"}  # same files on disk
 
 
@@ -44,6 +44,6 @@ def prepare(name: str, raw: str | Path | None, out: str | Path, workers: int | N
     if not raw.is_dir():
         raise OCZSSError(f"--raw {raw} is not a folder; it should hold the {name} downloads (extracted or archives)")
     plans = {"coco": partial(coco.plan, "coco"), "coco-object": partial(coco.plan, "coco-object"), "voc": voc.plan,
-             "context": context.plan, "ade": ade.plan, "cityscapes": cityscapes.plan}
+             "context": context.plan, "ade": ade.plan, "cityscapes": cityscapes.plan, "coco-captions": captions.plan}
     plan = plans[family](raw, out)
     return execute(plan, out, workers or default_workers(), f"prepare {name}")
