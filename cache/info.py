@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from oczss.cache.integrity import count_problems
-from oczss.cache.store import DONE, FAILED, MISSING, MaskCache, SplitCache, SplitNotCreated, array_layouts
+from oczss.cache.split import DONE, FAILED, MISSING, SplitCache, SplitNotCreated, array_layouts
+from oczss.cache.store import MaskCache
 from oczss.errors import OCZSSError
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from oczss.cache.integrity import count_problems
-from oczss.cache.store import MaskCache, SplitNotCreated, array_layouts
+from oczss.cache.split import SplitNotCreated, array_layouts
+from oczss.cache.store import MaskCache
 from oczss.errors import OCZSSError
 
 

@@ -15,7 +15,8 @@ import zarr
 from click.testing import CliRunner
 
 from oczss.cache.lock import WriterLock, lock_url
-from oczss.cache.store import DONE, FAILED, MaskCache
+from oczss.cache.split import DONE, FAILED
+from oczss.cache.store import MaskCache
 from oczss.cache.verify import verify
 from oczss.cli import main
 from oczss.errors import OCZSSError

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from oczss.cache.integrity import unbound
-from oczss.cache.store import DONE, MaskCache
+from oczss.cache.split import DONE
+from oczss.cache.store import MaskCache
 from oczss.errors import OCZSSError
 from oczss.model.clustering import fps_voronoi
 from oczss.model.dino import DinoFeatures, resize_grid
