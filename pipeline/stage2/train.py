@@ -21,8 +21,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +35,7 @@ from oczss.pipeline.configs import from_dict
 from oczss.pipeline.console import progress as progress_bar
 from oczss.pipeline.data.datasets import Dataset
 from oczss.pipeline.data.pairs import check_pairs
+from oczss.pipeline.interrupts import sigterm_as_interrupt, uninterruptible
 from oczss.pipeline.runtime import autocast, init_distributed
 from oczss.pipeline.stage2 import checkpoint as ckpt_io
 from oczss.model.dino import DinoFeatures, load_dino
@@ -128,13 +127,7 @@ def _setup(cfg: TrainConfig, out: Path, data_root, cache, device: str, resume: b
     """Data, model, optimizer and schedule, restored from last.pt when resuming; -> (Run, the {rng, log} states to
     restore or None, the config.json content)."""
     model_cfg = from_dict(OCZSSConfig, cfg.model, "training config: model")
-    state = ckpt_io.load(out / "last.pt") if resume else None
-    if state is not None:
-        ckpt_io.require(state, out / "last.pt", ("train_config", "model", "optimizer", "scheduler", "step", "rng"))
-        _check_same_run(state["train_config"], cfg, out / "last.pt")
-    init = ckpt_io.load(cfg.init_from) if cfg.init_from and not resume else None
-    if init is not None:
-        ckpt_io.require(init, cfg.init_from, ("model", "model_config"))
+    state, init = _checkpoints(cfg, out, resume)
     dataset = Dataset(cfg.dataset, data_root)
     if cfg.unseen is not None:
         dataset.spec = dataclasses.replace(dataset.spec, unseen=tuple(sorted(cfg.unseen)))
@@ -186,6 +179,20 @@ def _setup(cfg: TrainConfig, out: Path, data_root, cache, device: str, resume: b
     return run, None if state is None else {"rng": state["rng"], "log": state.get("log")}, log_config
 
 
+def _checkpoints(cfg: TrainConfig, out: Path, resume: bool) -> tuple[dict | None, dict | None]:
+    """(last.pt when resuming, else None; the --init-from checkpoint or None), refused if they lack what is used."""
+    if resume:
+        state = ckpt_io.load(out / "last.pt")
+        ckpt_io.require(state, out / "last.pt", ("train_config", "model", "optimizer", "scheduler", "step", "rng"))
+        _check_same_run(state["train_config"], cfg, out / "last.pt")
+        return state, None
+    if cfg.init_from:
+        init = ckpt_io.load(cfg.init_from)
+        ckpt_io.require(init, cfg.init_from, ("model", "model_config"))
+        return None, init
+    return None, None
+
+
 def _cluster_data(cfg: TrainConfig, mode: str, samples: list, k: int, cache: str | None, crop: int,
                   dev: torch.device, skip_damaged: bool):
     """What the cluster mode needs -> (samples the cache has, CachedMaps or None, the cluster source a checkpoint
@@ -227,7 +234,7 @@ def _loop(run: Run, writer: RunLog, resumed_rng: dict | None, progress: bool) ->
     run.net.train()
     run.resume_state, first = {"rng": ckpt_io.rng_state(), "log": writer.state()}, run.step
     with progress_bar(cfg.iters, desc=f"train {cfg.dataset} {cfg.setting}", unit="it", initial=run.step,
-                      enabled=progress and run.rank == 0) as bar, _sigterm_as_interrupt(), stopping(loader):
+                      enabled=progress and run.rank == 0) as bar, sigterm_as_interrupt(), stopping(loader):
         try:
             while run.step < cfg.iters:
                 _iteration(run, batches, writer)
@@ -242,7 +249,7 @@ def _loop(run: Run, writer: RunLog, resumed_rng: dict | None, progress: bool) ->
         except KeyboardInterrupt:
             if run.step == first:
                 raise OCZSSError(f"interrupted at iteration {run.step}, before this run completed one") from None
-            with _uninterruptible(then_interrupt=False):  # a second Ctrl-C must not cut the save short
+            with uninterruptible(then_interrupt=False):  # a second Ctrl-C must not cut the save short
                 _save(run, last)
             raise OCZSSError(f"interrupted at iteration {run.step}; {last} saved, `--resume` continues from "
                              f"there") from None
@@ -259,7 +266,7 @@ def _loop(run: Run, writer: RunLog, resumed_rng: dict | None, progress: bool) ->
 
 def _save_after_error(run: Run, last: Path) -> str:
     try:
-        with _uninterruptible(then_interrupt=False):
+        with uninterruptible(then_interrupt=False):
             _save(run, last)
         return f"{last} holds iteration {run.step}; fix the cause and `--resume`"
     except Exception as e:  # noqa: BLE001 - a full disk fails the save too; say so, keep the original error
@@ -290,7 +297,7 @@ def _iteration(run: Run, batches, writer: RunLog) -> None:
         for k, v in loss.items():
             terms[k] = terms.get(k, 0.0) + v.detach() / run.accum
     cfg = run.cfg
-    with _uninterruptible():  # the step, its record and the state a save records move together
+    with uninterruptible():  # the step, its record and the state a save records move together
         run.optimizer.step()
         run.optimizer.zero_grad(set_to_none=True)
         run.scheduler.step()
@@ -298,41 +305,6 @@ def _iteration(run: Run, batches, writer: RunLog) -> None:
         writer.step(run.step, terms, run.optimizer.param_groups[0]["lr"], waited, time.perf_counter() - t0,
                     run.step % cfg.log_every == 0 or run.step == cfg.iters)
         run.resume_state = {"rng": ckpt_io.rng_state(), "log": writer.state()}
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (a scheduler stopping the job) ends the run like Ctrl-C: saved at the last completed step."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(*_):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def _uninterruptible(then_interrupt: bool = True):
-    """Defer Ctrl-C and SIGTERM until the block ends (then raise KeyboardInterrupt if one came, unless
-    `then_interrupt` is False: the run is stopping already)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending = []
-    previous = {sig: signal.signal(sig, lambda *args: pending.append(args)) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if pending and then_interrupt:
-            raise KeyboardInterrupt
 
 
 def _check_same_run(saved: dict, cfg: TrainConfig, path: Path) -> None:
