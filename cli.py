@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import sys
 import traceback
+from pathlib import Path
 
 import click
 from click.core import ParameterSource
@@ -57,8 +58,8 @@ class _OneLine(click.ClickException):
 
 
 class _Group(click.Group):
-    """Turns OCZSSError and click's usage errors into one line on stderr and exit status 2, without a traceback
-    (OCZSSError's traceback comes first under -v)."""
+    """Turns OCZSSError, an OSError that reached the top (a read-only folder, a full disk) and click's usage errors
+    into one line on stderr and exit status 2, without a traceback (the error's traceback comes first under -v)."""
 
     def make_context(self, info_name, args, parent=None, **extra):
         try:
@@ -75,10 +76,13 @@ class _Group(click.Group):
             raise
         except click.UsageError as e:
             raise _OneLine(e) from e
-        except OCZSSError as e:
+        except (OCZSSError, OSError) as e:
+            from oczss.errors import os_error
+
             if ctx.params.get("verbose"):
                 traceback.print_exc()
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {e if isinstance(e, OCZSSError) else os_error(e)}", err=True)
+            sys.unraisablehook = lambda *_: None  # no "Exception ignored" noise of abandoned I/O after the line
             sys.exit(2)
 
 
@@ -393,7 +397,10 @@ def evaluate(method, dataset, split, json_out, data_root, device, weights, dino_
              mode, cache_url, text, allow_subset, cluster_mode, recipe, backbone, dino_model):
     """Per-class IoU, mIoU (S / U / harmonic for OC-ZSS) and pixel accuracy over a whole split."""
     from oczss.pipeline.evaluation import write_json
+    from oczss.pipeline.outputs import check_writable
 
+    if json_out:
+        check_writable(Path(json_out).parent, "--json")
     if method == "cass":
         from oczss.pipeline.cass.evaluate import evaluate as run, format_report
 

@@ -70,7 +70,7 @@ def measure(name: str, dataset: Dataset, cache: str, views: int, device: torch.d
         start = time.perf_counter()
         got = [data[mode][key] for key in keys]
         host[mode] = (time.perf_counter() - start) / views
-        batch[mode] = {k: torch.stack([g[k] for g in got]).to(device) for k in got[0]}
+        batch[mode] = {k: torch.stack([g[k] for g in got]).to(device) for k in got[0] if k != "note"}
     labels = {}
     for mode, source_batch in (("whole", batch["whole"]), ("view", batch["view"]), ("online", batch["view"])):
         _sync(device)

@@ -33,6 +33,7 @@ from oczss.pipeline.runtime import autocast, resolve_device
 from oczss.pipeline.stage1.precompute import PrecomputeConfig, precompute
 from oczss.pipeline.stage2.clusters import StepClusters, device_batches, open_cached
 from oczss.pipeline.stage2.loader import Positions, TrainData, seed_worker
+from oczss.pipeline.workers import collate, unwrap
 from synthetic import make_coco_like
 
 N_O = 6
@@ -42,9 +43,9 @@ def batches(dataset, samples, maps, mode, args, device, clusters):
     data = TrainData(dataset, samples, "inductive", maps, mode, args.size, 16, seed=0)
     loader = torch.utils.data.DataLoader(
         data, batch_size=args.batch, sampler=Positions(len(samples), 0, 0, args.batch), num_workers=args.workers,
-        pin_memory=device.type == "cuda", worker_init_fn=seed_worker, persistent_workers=args.workers > 0,
-        prefetch_factor=4 if args.workers else None)
-    return device_batches(iter(loader), device, clusters)
+        pin_memory=device.type == "cuda", worker_init_fn=seed_worker, collate_fn=collate,
+        persistent_workers=args.workers > 0, prefetch_factor=4 if args.workers else None)
+    return device_batches(unwrap(iter(loader)), device, clusters)
 
 
 def measure(model, stream, text, args, device, free: torch.Tensor | None) -> dict:

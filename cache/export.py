@@ -24,7 +24,8 @@ import h5py
 import numpy as np
 
 from oczss.cache.location import filesystem, is_local, local_path
-from oczss.cache.store import MaskCache, array_layouts
+from oczss.cache.split import array_layouts
+from oczss.cache.store import MaskCache
 from oczss.errors import OCZSSError
 
 

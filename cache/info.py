@@ -3,14 +3,16 @@
 Every done shard is read once, with dask (one task per shard): it is checked against its record (cache/integrity)
 and its per-(image, cluster) pixel counts are taken. Damaged shards are reported, never a traceback, and left
 out of the statistics: the share of empty clusters and quantiles of the non-empty cluster sizes (share of the
-S x S map).
+S x S map). Image and shard counts that disagree with the split's metadata are reported with them.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from oczss.cache.store import DONE, FAILED, MISSING, MaskCache, SplitCache, array_layouts
+from oczss.cache.integrity import count_problems
+from oczss.cache.split import DONE, FAILED, MISSING, SplitCache, SplitNotCreated, array_layouts
+from oczss.cache.store import MaskCache
 from oczss.errors import OCZSSError
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -72,6 +74,9 @@ def cache_info(url: str, on_shard=None) -> dict:
         try:
             sc = cache.split(dataset, split)
             records = sc.records()
+        except SplitNotCreated as e:
+            out["splits"].append({"dataset": dataset, "split": split, "unfinished": str(e)})
+            continue
         except OCZSSError as e:
             out["splits"].append({"dataset": dataset, "split": split, "error": str(e)})
             continue
@@ -89,5 +94,6 @@ def cache_info(url: str, on_shard=None) -> dict:
                  "bytes": int(nbytes), "bytes_per_image": nbytes / max(int((status != MISSING).sum()), 1),
                  "failed_images": {i: why for r in records if r for i, why in r["failed"].items()},
                  **split_report(sc, records, status, on_shard)}
+        entry["damaged"] = count_problems(sc.name, sc.meta, sc.n, sc.shard_size, records) + entry["damaged"]
         out["splits"].append(entry)
     return out

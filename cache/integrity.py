@@ -2,8 +2,10 @@
 
 A shard is sound when its record names its own shard and rows, its ids hash to the record's ids_sha256 (the
 labels belong to these images), each of its arrays (labels_k{K}, features) decodes and hashes to the record's
-sha256 for it, labels hold values < K, and every failed image it lists lies in the shard with all-zero rows. A
-shard without a record is unfinished.
+sha256 for it, the record covers exactly the arrays the cache's parameters describe, labels hold values < K, every
+failed image it lists lies in the shard with all-zero rows, and the cache's parameters and the dataset's
+compact-features basis hash to what the record bound when it was written (records written before oczss bound
+them carry no such sha256 and are not checked for it). A shard without a record is unfinished.
 """
 
 from __future__ import annotations
@@ -20,18 +22,31 @@ def digest(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
+def basis_digest(mean: np.ndarray, basis: np.ndarray) -> str:
+    """sha256 of a compact-features basis: mean float32 [C] and basis float32 [C, D], shapes included."""
+    h = hashlib.sha256()
+    for array in (mean, basis):
+        a = np.ascontiguousarray(array, dtype=np.float32)
+        h.update(f"{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def label_k(name: str) -> int | None:
     """K of a `labels_k{K}` array name, None for any other array."""
     return int(name[len("labels_k"):]) if name.startswith("labels_k") else None
 
 
 def shard_problems(shapes: dict[str, tuple], ids: list[str], rows: tuple[int, int], shard: int,
-                   record: dict | None, data: dict[str, np.ndarray], errors: dict[str, Exception]) -> list[str]:
+                   record: dict | None, data: dict[str, np.ndarray], errors: dict[str, Exception],
+                   arrays: set[str] | None = None, bound: dict[str, tuple[str | None, str]] | None = None) -> list[str]:
     """Every problem of one shard, as 'shard N (rows a:b) ...: what is wrong' lines ([] when sound).
 
     shapes: {array name: its per-image shape}; ids: the shard's ids in row order; data: {array name: its rows}
     that decoded; errors: {array name: the exception} for those that did not; record: its completion record, or
-    None (then only unfinished is reported).
+    None (then only unfinished is reported); arrays: every array name the cache's parameters describe (the
+    record's sha256 must cover exactly these); bound: {record key: (the sha256 it must hold, what that is)} for
+    the metadata the record binds (parameters, basis).
     """
     a, b = rows
     tag = f"shard {shard} (rows {a}:{b})"
@@ -58,4 +73,33 @@ def shard_problems(shapes: dict[str, tuple], ids: list[str], rows: tuple[int, in
     for name, array in data.items():
         if record.get("sha256", {}).get(name) != digest(array):
             out.append(f"{tag} {name}: data does not match its completion record (sha256)")
+    recorded = set(record.get("sha256", {}))
+    if arrays is not None and recorded != arrays:
+        out.append(f"{tag}: the completion record covers the arrays {', '.join(sorted(recorded)) or 'none'}, the "
+                   f"cache's parameters describe {', '.join(sorted(arrays))} (its K list or feature width changed)")
+    for key, (value, what) in (bound or {}).items():
+        if key in record and record[key] != value:
+            out.append(f"{tag}: {what} does not match the completion record (sha256): changed after the shard was "
+                       f"written")
     return out
+
+
+def count_problems(name: str, meta: dict, n: int, shard_size: int, records: list) -> list[str]:
+    """What a split's metadata (`meta`: num_images, num_shards) says against what it holds: `n` ids, shards of
+    `shard_size`, `records` (one entry per stored record row)."""
+    out, shards = [], -(-n // shard_size)
+    if meta.get("num_images") != n:
+        out.append(f"{name}: metadata says {meta.get('num_images')} images, its ids hold {n}")
+    if meta.get("num_shards") != shards:
+        out.append(f"{name}: metadata says {meta.get('num_shards')} shards, {n} images in shards of {shard_size} "
+                   f"make {shards}")
+    if len(records) != meta.get("num_shards"):
+        out.append(f"{name}/records: {len(records)} entries for {meta.get('num_shards')} shards")
+    return out
+
+
+def unbound(records: list, bound: dict[str, tuple[str | None, str]]) -> list[str]:
+    """What of `bound` ({record key: (sha256, what)}) differs from what any done shard's record bound: metadata
+    changed after the shards were written (records without the key are not checked)."""
+    return [what for key, (value, what) in bound.items()
+            if any(r is not None and key in r and r[key] != value for r in records)]

@@ -2,20 +2,26 @@
 
 Storage options for object stores (an S3 endpoint, credentials, a profile) come from `OCZSS_STORAGE_OPTIONS`, a
 JSON object handed to fsspec (e.g. `{"endpoint_url": "http://127.0.0.1:9000"}` for s3fs); botocore also honours
-`AWS_ENDPOINT_URL`. A missing fsspec backend, an unknown protocol and an unreachable endpoint each end in one line
-that says what to install or check.
+`AWS_ENDPOINT_URL`. A missing fsspec backend, an unknown protocol, an unreachable endpoint, missing credentials and
+an operating-system error (a read-only folder, a full disk) each end in one line that says what to install or check:
+`reaching(url)` turns the errors of a store's own layers (the OS, botocore, aiohttp, google-auth, ...) into it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
 
 from zarr.storage import FsspecStore, LocalStore
 
-from oczss.errors import OCZSSError
+from oczss.errors import OCZSSError, os_error
 
+# Exceptions of these top-level modules are errors of oczss's own stack (a bug shows its traceback); an OSError, a
+# timeout or any other library's exception raised by a store's operations (botocore's EndpointConnectionError and
+# NoCredentialsError, aiohttp's, google-auth's, ...) means the store cannot be reached or refuses us.
+OWN_STACK = ("builtins", "oczss", "zarr", "numpy", "numcodecs", "dask")
 EXTRAS = {"s3": "s3fs (pip install 'oczss[s3]')", "gs": "gcsfs (pip install 'oczss[gcs]')",
           "gcs": "gcsfs (pip install 'oczss[gcs]')"}
 
@@ -71,15 +77,46 @@ def open_store(url: str, read_only: bool):
         if read_only and not (path / "zarr.json").exists():
             raise OCZSSError(f"no mask cache at {url}: run `oczss precompute --cache {url} ...` first")
         return LocalStore(path, read_only=read_only)
-    filesystem(url)  # the clear errors for a missing backend or an unknown protocol
+    fs, path = filesystem(url)  # the clear errors for a missing backend or an unknown protocol
+    with reaching(url):
+        exists = fs.exists(f"{path.rstrip('/')}/zarr.json")  # one request: a dead endpoint fails here, plainly
+    if read_only and not exists:
+        raise OCZSSError(f"no mask cache at {url}: run `oczss precompute --cache {url} ...` first")
     try:
         return FsspecStore.from_url(url, storage_options=storage_options(url), read_only=read_only)
     except Exception as e:  # noqa: BLE001 - a backend's own error becomes one line naming the URL
         raise OCZSSError(f"cache {url}: cannot open the store ({type(e).__name__}: {str(e)[:200]})") from None
 
 
+def is_backend_error(error: BaseException) -> bool:
+    """Whether `error`, raised by a store's operations, comes from the operating system or the store's network /
+    authentication layers (not from oczss's own stack)."""
+    return isinstance(error, (OSError, TimeoutError)) or type(error).__module__.split(".")[0] not in OWN_STACK
+
+
+@contextlib.contextmanager
+def reaching(url: str):
+    """Turn the store errors raised inside into the one-line error of `unreachable`; other errors pass."""
+    try:
+        yield
+    except OCZSSError:
+        raise
+    except Exception as e:
+        if is_backend_error(e):
+            raise unreachable(url, e) from None
+        raise
+
+
 def unreachable(url: str, error: Exception) -> OCZSSError:
-    """The one-line error for a store that cannot be reached (network, endpoint, credentials)."""
+    """The one-line error for a store that cannot be used: an OS error on a local path (naming the path and what
+    the errno means), or an endpoint that cannot be reached or refuses the credentials."""
+    if is_local(url) and isinstance(error, OSError):
+        return OCZSSError(f"cache {url}: {os_error(error, url)}")
+    what = f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
+    if "credential" in what.lower():
+        return OCZSSError(f"cache {url}: no credentials for the store ({what}); give them as the backend expects "
+                          f"(for S3: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or \"key\" / \"secret\" "
+                          f"or \"anon\": true in OCZSS_STORAGE_OPTIONS)")
     hint = ("check the endpoint (OCZSS_STORAGE_OPTIONS or AWS_ENDPOINT_URL), the network and the credentials"
             if not is_local(url) else "check the path and its permissions")
-    return OCZSSError(f"cache {url}: the store cannot be reached ({type(error).__name__}: {str(error)[:160]}); {hint}")
+    return OCZSSError(f"cache {url}: the store cannot be reached ({what}); {hint}")

@@ -60,6 +60,10 @@ class CacheParams:
         d["ks"] = list(self.ks)
         return d
 
+    def digest(self) -> str:
+        """sha256 of the parameters as the metadata stores them (every shard record carries it)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
     def differences(self, other: "CacheParams") -> list[str]:
         """Human-readable 'name: cache has X, this run has Y' lines for every differing field."""
         out = []

@@ -1,62 +1,36 @@
 """The mask cache on disk: a Zarr v3 hierarchy with sharded label arrays and per-shard completion records.
 
     <cache>/                      root group, attrs["oczss"] = metadata (cache/schema.py)
-      <dataset>/<split>/          attrs["oczss"] = dataset, split, data_root, num_images, ...
-        ids          uint8 [N, W]            image ids (UTF-8), the row order
-        labels_k{K}  uint8 [N, S, S]         cluster maps; inner chunk = 1 image, shard = shard_size images
-        records      uint8 [shards, 65536]   one JSON completion record per shard (chunk = 1 record = 1 object)
+      <dataset>/                  feature_mean, feature_basis: the compact features' PCA (attrs feature_basis)
+      <dataset>/<split>/          one split (cache/split.py): ids, labels_k{K}, features, records
     <cache>.lock                  the writer's lease while a precompute runs (cache/lock.py)
 
-A shard's record is written only after every labels_k{K} shard object is written and, on a local disk,
-fsynced: a record present means its rows are durable. Every shard object exists on disk, even all-zero ones.
-The record lists the shard's failed images with the reason, the sha256 of each K's labels and of the shard's
-ids; `read_shard` checks all of it (cache/integrity.py). Rows of failed images stay 0 and count as not done.
+`MaskCache` opens or creates the root (refusing other parameters), records a dataset's basis, and creates a split's
+group: its arrays first, its metadata last, so a group without metadata was being created when its run stopped
+(nothing of it was computed) and the next run creates it again. Every store error is one line
+(cache/location.py).
 """
 
 from __future__ import annotations
 
-import datetime
-import functools
 import importlib.metadata
 import os
-from pathlib import Path
 
 import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
-from zarr.storage import LocalStore
 
-from oczss.cache.integrity import digest, shard_problems
-from oczss.cache.location import open_store, unreachable
-from oczss.cache.schema import (RECORD_BYTES, SCHEMA_VERSION, CacheParams, check_params, decode_ids, decode_record,
-                                encode_ids, encode_record, ids_digest)
+from oczss.cache.integrity import basis_digest
+from oczss.cache.location import filesystem, is_backend_error, open_store, reaching, unreachable
+from oczss.cache.schema import RECORD_BYTES, SCHEMA_VERSION, CacheParams, check_params, encode_ids
+from oczss.cache.split import WRITE_ALL, SplitCache, array_layouts, damaged, now
 from oczss.errors import OCZSSError
 
-MISSING, DONE, FAILED = 0, 1, 2
 COMPRESSOR = ZstdCodec(level=9)
-WRITE_ALL = {"write_empty_chunks": True}  # every shard object exists, all-zero ones included
-
-
-def array_layouts(params: CacheParams) -> dict[str, tuple[tuple[int, ...], str, tuple[str, ...]]]:
-    """{array name: (per-image shape, dtype, dimension names)} of every per-image array a cache of `params` has."""
-    out = {f"labels_k{k}": ((params.grid, params.grid), "uint8", ("y", "x")) for k in params.ks}
-    if params.feature_dim:
-        t = params.feature_grid
-        out["features"] = ((t, t, params.feature_dim), "float16", ("ty", "tx", "component"))
-    return out
 
 
 def default_cache_url() -> str:
     return os.environ.get("OCZSS_CACHE", "oczss-cache.zarr")
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def _damaged(url: str, where: str, error: Exception) -> OCZSSError:
-    return OCZSSError(f"cache {url}: {where} is damaged ({type(error).__name__}: {str(error)[:160]}); "
-                      f"run `oczss cache verify --cache {url}`, or rebuild the cache")
 
 
 class MaskCache:
@@ -70,11 +44,11 @@ class MaskCache:
         if meta.get("schema_version") != SCHEMA_VERSION:
             raise OCZSSError(f"cache {url} has schema version {meta.get('schema_version')}, this oczss reads "
                              f"{SCHEMA_VERSION}; rebuild it: `oczss precompute ... --cache NEW_CACHE`")
-        self.meta = meta
+        self.meta, self._basis_digests = meta, {}
         try:
             self.params = CacheParams(**meta["params"])
         except (KeyError, TypeError) as e:
-            raise _damaged(url, "zarr.json (root metadata)", e) from None
+            raise damaged(url, "zarr.json (root metadata)", e) from None
 
     @classmethod
     def open(cls, url: str, writable: bool = False) -> "MaskCache":
@@ -84,10 +58,21 @@ class MaskCache:
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as e:
             raise OCZSSError(f"no mask cache at {url}: run `oczss precompute --cache {url} ...` first") from e
         except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
-            raise _damaged(url, "zarr.json (root metadata)", e) from None
-        except OSError as e:
-            raise unreachable(url, e) from None
+            raise damaged(url, "zarr.json (root metadata)", e) from None
+        except Exception as e:
+            if is_backend_error(e):
+                raise unreachable(url, e) from None
+            raise
         return cls(url, root)
+
+    @classmethod
+    def existing(cls, url: str) -> "MaskCache | None":
+        """The cache at `url` opened read-only, None if nothing is there yet; writes nothing either way."""
+        fs, path = filesystem(url)
+        with reaching(url):
+            if not fs.exists(f"{path.rstrip('/')}/zarr.json"):
+                return None
+        return cls.open(url)
 
     @classmethod
     def create_or_open(cls, url: str, params: CacheParams, random_weights: bool) -> "MaskCache":
@@ -95,15 +80,18 @@ class MaskCache:
         try:
             root = zarr.open_group(store=open_store(url, read_only=False), mode="a")
         except (ValueError, KeyError, TypeError) as e:
-            raise _damaged(url, "zarr.json (root metadata)", e) from None
-        except OSError as e:
-            raise unreachable(url, e) from None
+            raise damaged(url, "zarr.json (root metadata)", e) from None
+        except Exception as e:
+            if is_backend_error(e):
+                raise unreachable(url, e) from None
+            raise
         if "oczss" not in root.attrs:
             if len(list(root.keys())):
                 raise OCZSSError(f"{url} already holds a Zarr hierarchy that is not an oczss cache")
-            root.attrs["oczss"] = {"schema_version": SCHEMA_VERSION, "params": params.to_dict(),
-                                   "random_weights": random_weights, "created": _now(),
-                                   "oczss_version": importlib.metadata.version("oczss")}
+            with reaching(url):
+                root.attrs["oczss"] = {"schema_version": SCHEMA_VERSION, "params": params.to_dict(),
+                                       "random_weights": random_weights, "created": now(),
+                                       "oczss_version": importlib.metadata.version("oczss")}
         cache = cls(url, root)
         check_params(url, cache.params, params)
         return cache
@@ -119,7 +107,7 @@ class MaskCache:
             for name, group in self.root.groups():
                 out.extend((name, split) for split, _ in group.groups())
         except (ValueError, KeyError, TypeError) as e:
-            raise _damaged(self.url, "a group's zarr.json", e) from None
+            raise damaged(self.url, "a group's zarr.json", e) from None
         return sorted(out)
 
     def shard_count(self) -> int:
@@ -160,7 +148,14 @@ class MaskCache:
         try:
             return np.asarray(group["feature_mean"][:]), np.asarray(group["feature_basis"][:])
         except Exception as e:  # noqa: BLE001 - a damaged basis object
-            raise _damaged(self.url, f"{dataset}/feature_basis", e) from None
+            raise damaged(self.url, f"{dataset}/feature_basis", e) from None
+
+    def basis_digest(self, dataset: str) -> str | None:
+        """sha256 of `dataset`'s basis as stored (what every shard record of its compact features carries)."""
+        if dataset not in self._basis_digests:
+            basis = self.basis(dataset)
+            self._basis_digests[dataset] = None if basis is None else basis_digest(*basis)
+        return self._basis_digests[dataset]
 
     def set_basis(self, dataset: str, mean: np.ndarray, basis: np.ndarray) -> None:
         """Record `dataset`'s PCA basis (model/compaction.py); the flag that makes it visible is written last."""
@@ -169,160 +164,31 @@ class MaskCache:
             group.create_array(name, shape=array.shape, dtype="float32", fill_value=0, overwrite=True,
                                dimension_names=("channel",) if array.ndim == 1 else ("channel", "component"))[...] = array
         group.attrs["feature_basis"] = True
+        self._basis_digests.pop(dataset, None)
 
     def require_split(self, dataset: str, split: str, ids: list[str], data_root: str) -> "SplitCache":
         """The group for (dataset, split), created with its arrays if absent; refused if its ids differ."""
         path = f"{dataset}/{split}"
-        if (dataset, split) in self.splits():
+        if (dataset, split) in self.splits() and "oczss" in self.root[path].attrs:
             sc = SplitCache(self, self.root[path])
             if sc.ids != ids:
                 raise OCZSSError(f"cache {self.url} holds {path} for {sc.n} images that differ from the "
                                  f"{len(ids)} images now at {data_root}; use a new --cache for this dataset copy")
             return sc
+        # absent, or left without metadata by a run stopped while creating it: (re)create every array
         p, n = self.params, len(ids)
         group = self.root.require_group(path)
         encoded = encode_ids(ids)
         group.create_array("ids", shape=encoded.shape, dtype="uint8", chunks=(max(n, 1), encoded.shape[1]),
-                           dimension_names=("image", "id_byte"), fill_value=0)[:] = encoded
+                           dimension_names=("image", "id_byte"), fill_value=0, overwrite=True)[:] = encoded
         for name, (shape, dtype, dims) in array_layouts(p).items():
             group.create_array(name, shape=(n, *shape), dtype=dtype, chunks=(1, *shape),
                                shards=(p.shard_size, *shape), compressors=COMPRESSOR, fill_value=0,
-                               dimension_names=("image", *dims), config=WRITE_ALL)
+                               dimension_names=("image", *dims), config=WRITE_ALL, overwrite=True)
         num_shards = -(-n // p.shard_size)
         group.create_array("records", shape=(num_shards, RECORD_BYTES), dtype="uint8", chunks=(1, RECORD_BYTES),
-                           compressors=COMPRESSOR, fill_value=0, dimension_names=("shard", "record_byte"))
+                           compressors=COMPRESSOR, fill_value=0, dimension_names=("shard", "record_byte"),
+                           overwrite=True)
         group.attrs["oczss"] = {"dataset": dataset, "split": split, "data_root": str(data_root), "num_images": n,
-                                "num_shards": num_shards, "created": _now()}
+                                "num_shards": num_shards, "created": now()}
         return SplitCache(self, group)
-
-
-class SplitCache:
-    """One (dataset, split): ids, cluster maps per K, shard records."""
-
-    def __init__(self, cache: MaskCache, group: zarr.Group):
-        self.cache, self.group = cache, group
-        try:
-            self.meta = dict(group.attrs)["oczss"]
-            self.ids: list[str] = decode_ids(group["ids"][:]) if self.meta["num_images"] else []
-            self.num_shards = self.meta["num_shards"]
-        except (KeyError, ValueError, TypeError) as e:
-            raise _damaged(cache.url, f"{group.path} (ids or metadata)", e) from None
-        self.n = len(self.ids)
-        self.shard_size = cache.params.shard_size
-
-    @property
-    def name(self) -> str:
-        return f"{self.meta['dataset']}/{self.meta['split']}"
-
-    def rows(self, shard: int) -> tuple[int, int]:
-        return shard * self.shard_size, min((shard + 1) * self.shard_size, self.n)
-
-    def shard_of(self, row: int) -> int:
-        return row // self.shard_size
-
-    def labels(self, k: int) -> zarr.Array:
-        if k not in self.cache.params.ks:
-            raise OCZSSError(f"cache {self.cache.url} has no K={k} labels (it has K in "
-                             f"{','.join(map(str, self.cache.params.ks))}); rerun precompute with --ks including {k} "
-                             f"into a new cache")
-        return self.array(f"labels_k{k}")
-
-    def array(self, name: str) -> zarr.Array:
-        """One of the split's per-image arrays (`labels_k{K}`, `features`)."""
-        try:
-            return self.group[name]
-        except (KeyError, ValueError, TypeError) as e:  # JSONDecodeError is a ValueError
-            raise _damaged(self.cache.url, f"{self.group.path}/{name}/zarr.json", e) from None
-
-    def records(self) -> list[dict | None]:
-        """Completion record per shard (None where the shard is not done); damaged records raise."""
-        rows = self.raw_records()
-        out = []
-        for shard, row in enumerate(rows):
-            try:
-                out.append(decode_record(row))
-            except ValueError as e:
-                raise _damaged(self.cache.url, f"{self.name} shard {shard}'s completion record", e) from None
-        return out
-
-    def raw_records(self) -> np.ndarray:
-        """uint8 [shards, RECORD_BYTES] as stored."""
-        if not self.num_shards:
-            return np.zeros((0, RECORD_BYTES), np.uint8)
-        try:
-            return np.asarray(self.group["records"][:])
-        except Exception as e:  # noqa: BLE001 - a garbled records object fails in the codec
-            raise _damaged(self.cache.url, f"{self.name}/records", e) from None
-
-    def status(self, records: list[dict | None] | None = None) -> np.ndarray:
-        """uint8 [N]: MISSING (shard not done), DONE, or FAILED per row (from `records` if already read)."""
-        out = np.full(self.n, MISSING, np.uint8)
-        for shard, rec in enumerate(self.records() if records is None else records):
-            if rec is not None:
-                a, b = self.rows(shard)
-                out[a:b] = DONE
-                for image_id in rec["failed"]:
-                    if image_id in self.index:
-                        out[self.index[image_id]] = FAILED
-        return out
-
-    @functools.cached_property
-    def index(self) -> dict[str, int]:
-        """image id -> row."""
-        return {image_id: i for i, image_id in enumerate(self.ids)}
-
-    def row(self, image_id: str) -> int:
-        if image_id not in self.index:
-            raise OCZSSError(f"image {image_id!r} is not in cache {self.cache.url} {self.name}")
-        return self.index[image_id]
-
-    def read_shard(self, shard: int, names, record: dict | None) -> tuple[dict, list[str]]:
-        """The shard's rows of the arrays `names` ({name: [rows, ...]}) and every problem found checking them against
-        `record` (cache/integrity.py); an array whose data cannot be read is absent from the dict."""
-        a, b = self.rows(shard)
-        layouts = array_layouts(self.cache.params)
-        data, errors = {}, {}
-        for name in names:
-            try:
-                data[name] = np.asarray(self.array(name)[a:b])
-            except Exception as e:  # noqa: BLE001 - a truncated or garbled shard object fails to decode
-                errors[name] = e
-        shapes = {name: layouts[name][0] for name in names if name in layouts}
-        problems = shard_problems(shapes, self.ids[a:b], (a, b), shard, record, data, errors)
-        return data, problems
-
-    def write_shard(self, shard: int, arrays: dict[str, np.ndarray], failed: dict[str, str],
-                    before_commit=None) -> None:
-        """Write a shard's rows of every array ({name: [rows, ...]}: labels_k{K} uint8 [rows, S, S], features
-        float16 [rows, T, T, D]; failed rows zero), make them durable, then its record.
-
-        `before_commit()` runs between the two (the writer's lease check)."""
-        a, b = self.rows(shard)
-        digests = {}
-        for name, (shape, dtype, _) in array_layouts(self.cache.params).items():
-            arr = np.ascontiguousarray(arrays[name], dtype=dtype)
-            if arr.shape != (b - a, *shape):
-                raise ValueError(f"shard {shard} {name}: {arr.shape}, expected {(b - a, *shape)}")
-            self.array(name).with_config(WRITE_ALL)[a:b] = arr
-            digests[name] = digest(arr)
-        self._sync(shard)
-        if before_commit is not None:
-            before_commit()
-        record = {"shard": shard, "rows": [a, b], "failed": failed, "sha256": digests,
-                  "ids_sha256": ids_digest(self.ids[a:b]), "written": _now()}
-        self.group["records"][shard] = encode_record(record)
-
-    def _sync(self, shard: int) -> None:
-        """fsync the shard objects on a local disk (object stores acknowledge a PUT once it is durable)."""
-        store = self.group.store
-        if not isinstance(store, LocalStore):
-            return
-        for name, (shape, _, _) in array_layouts(self.cache.params).items():
-            path = Path(store.root) / self.group.path / name / "c" / str(shard) / "/".join("0" * len(shape))
-            for target in (path, path.parent):
-                fd = os.open(target, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-

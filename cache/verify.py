@@ -1,16 +1,19 @@
 """`oczss cache verify`: read every shard and check it against the metadata and its completion record.
 
-Per (dataset, split): array shapes, dtypes, shard layout and dimension names against the cache parameters; the
-ids (no duplicates); then every shard through cache/integrity.py (decodes, values < K, record, sha256 of labels
-and ids). A shard without a record is unfinished: a problem unless `partial` accepts an unfinished but
-otherwise sound cache.
+Per (dataset, split): array shapes, dtypes, shard layout and dimension names against the cache parameters, and no
+per-image array the parameters do not describe; image and shard counts against the metadata; the ids (no
+duplicates); then every shard through cache/integrity.py (decodes, values < K, record, sha256 of labels and ids,
+of the parameters and of the compact-features basis). A shard without a record, or a split whose creation was
+interrupted, is unfinished: a problem unless `partial` accepts an unfinished but otherwise sound cache.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from oczss.cache.store import MaskCache, array_layouts
+from oczss.cache.integrity import count_problems
+from oczss.cache.split import SplitNotCreated, array_layouts
+from oczss.cache.store import MaskCache
 from oczss.errors import OCZSSError
 
 
@@ -26,10 +29,21 @@ def verify(url: str, partial: bool = False, on_shard=None) -> list[str]:
         try:
             sc = cache.split(dataset, split)
             records = sc.records()
+        except SplitNotCreated as e:
+            problems += [] if partial else [f"{where}: {e}"]
+            continue
         except OCZSSError as e:
             problems.append(f"{where}: {e}")
             continue
-        for name, (shape, dtype, _) in array_layouts(p).items():
+        layouts = array_layouts(p)
+        try:
+            extra = sorted(set(sc.group.array_keys()) - set(layouts) - {"ids", "records"})
+        except (ValueError, KeyError, TypeError):  # a garbled array zarr.json: named by the checks below
+            extra = []
+        if extra:
+            problems.append(f"{where}: arrays {', '.join(extra)} are not described by the cache's parameters (K "
+                            f"{','.join(map(str, p.ks))}, feature width {p.feature_dim}): its metadata was changed")
+        for name, (shape, dtype, _) in layouts.items():
             try:
                 a = sc.group[name]
             except KeyError:
@@ -47,11 +61,10 @@ def verify(url: str, partial: bool = False, on_shard=None) -> list[str]:
             problems.append(f"{dataset}: the compact features' basis (feature_basis) is missing")
         if len(set(sc.ids)) != sc.n:
             problems.append(f"{where}/ids: {sc.n - len(set(sc.ids))} duplicate ids")
-        if len(records) != sc.num_shards:
-            problems.append(f"{where}/records: {len(records)} entries for {sc.num_shards} shards")
+        problems += count_problems(sc.name, sc.meta, sc.n, sc.shard_size, records)
         for shard in range(sc.num_shards):
             record = records[shard] if shard < len(records) else None
-            _, found = sc.read_shard(shard, list(array_layouts(p)), record)
+            _, found = sc.read_shard(shard, list(layouts), record)
             if partial and record is None:
                 found = [f for f in found if "not finished" not in f]
             problems += [f"{where} {f}" for f in found]

@@ -20,7 +20,7 @@ from open_clip.factory import load_state_dict
 
 from oczss.errors import OCZSSError
 from oczss.model.names import TINY, check_name
-from oczss.model.weights import announce_random, check_hub, fingerprint
+from oczss.model.weights import announce_random, check_hub, fingerprint, load_refusal
 
 TINY_CONFIG = {
     "embed_dim": 32,
@@ -128,7 +128,8 @@ def _read_state(path: str) -> dict:
         try:
             state = torch.jit.load(path, map_location="cpu").state_dict()
         except Exception:
-            raise OCZSSError(f"cannot read CLIP checkpoint {path}: {type(e).__name__}: {str(e)[:200]}") from e
+            why = load_refusal(path, e) or f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+            raise OCZSSError(f"cannot read CLIP checkpoint {path}: {why}") from None
     # metadata of OpenAI's archives, and open_clip's causal text mask (a non-persistent buffer, scripted as state)
     extra = ("input_resolution", "context_length", "vocab_size", "attn_mask")
     return {k: v for k, v in state.items() if k not in extra}

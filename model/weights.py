@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import pickle
+import re
 import socket
 import urllib.parse
 from pathlib import Path
@@ -88,5 +90,36 @@ def timm_weights(name: str, weights: str, flag: str, example: str, **kwargs) -> 
         raise OCZSSError(f"{flag} {weights}: no such checkpoint file (expected 'pretrained', 'random' or a path)")
     try:
         return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
-    except (RuntimeError, KeyError, ValueError, OSError) as e:
-        raise OCZSSError(f"checkpoint {path} does not load into {name}: {str(e)[:300]}") from e
+    except (RuntimeError, KeyError, ValueError, OSError, pickle.UnpicklingError) as e:
+        why = load_refusal(path, e) or (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise OCZSSError(f"checkpoint {path} does not load into {name}: {why}") from None
+
+
+def refused_globals(path, error: Exception) -> list[str] | None:
+    """The globals a `torch.load(weights_only=True)` of `path` refused (pickled code or objects that are not
+    weights; [] when torch names none), or None when `error` is another failure (not a PyTorch file at all)."""
+    message = str(error)
+    if not any(m in message.lower() for m in ("weights only load failed", "weights_only=true blocked")):
+        return None  # torch's own wording, and timm's (which loads DINO checkpoint files)
+    try:
+        names = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except Exception:  # noqa: BLE001 - not a zip checkpoint: the static scan cannot follow it
+        names = []
+    listed = re.search(r"Unsupported globals: ([\w., ]+?)\.(?:\s|$)", message)
+    return names or sorted(set(re.findall(r"GLOBAL ([\w.]+)", message))
+                           | set(listed.group(1).replace(" ", "").split(",") if listed else ()))
+
+
+def load_refusal(path, error: Exception) -> str | None:
+    """Why a weights-only load of `path` refused it, as one uncut clause naming every blocked global, or None when
+    `error` is another failure. Nothing in the file is run either way."""
+    names = refused_globals(path, error)
+    if names is None:
+        return None
+    if names:
+        return (f"it holds pickled code or objects that are not weights (the global{'s' if len(names) > 1 else ''} "
+                f"{', '.join(names)}), which oczss never loads; nothing in it was run")
+    advice = ("weights_only", "pytorch 2.6", "re-running", "please file an issue", "check the documentation")
+    detail = " ".join(line.strip() for line in str(error).splitlines()
+                      if line.strip() and not any(a in line.lower() for a in advice))
+    return f"PyTorch's weights-only loading refused it ({detail or 'an object that is not weights'}); nothing in it was run"

@@ -3,7 +3,8 @@ matrix, and the JSON report.
 
 A segmenter is any callable (image uint8 [H, W, 3], the image's cached array (cluster map or compact features) or
 None, image id) -> class map int64 [H, W] on the device; OC-ZSS (pipeline/stage2/evaluate.py) and CASS (pipeline/cass/evaluate.py) each bring theirs.
-Images load in `workers` processes; a corrupt image is reported, counted and skipped.
+Images load in `workers` processes; a corrupt image is reported, counted and skipped; any other error of a worker
+(a damaged cache shard) arrives as its own one-line message (pipeline/workers.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from oczss.pipeline.console import progress as progress_bar
 from oczss.pipeline.data.datasets import Dataset, Sample
 from oczss.pipeline.data.images import ImageError, load_rgb
 from oczss.pipeline.metrics import confusion
+from oczss.pipeline.outputs import writing
+from oczss.pipeline.workers import guarded, ignore_signals, stopping, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,7 @@ class EvalImages(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.samples)
 
+    @guarded
     def __getitem__(self, i):
         s = self.samples[i]
         try:
@@ -53,12 +57,13 @@ def run_split(dataset: Dataset, samples: list[Sample], segmenter: Callable, devi
               workers: int = 2, progress: bool = True, desc: str = "eval") -> tuple[np.ndarray, dict, float]:
     """(confusion int64 [K, K] rows = ground truth, {failed image id: reason}, seconds) over `samples`."""
     loader = torch.utils.data.DataLoader(EvalImages(dataset, samples, maps), batch_size=None, num_workers=workers,
-                                         collate_fn=_as_is)
+                                         collate_fn=_as_is, worker_init_fn=ignore_signals)
     k = len(dataset.spec.classes)
     conf = torch.zeros(k, k, dtype=torch.int64, device=device)
     failed, start = {}, time.perf_counter()
-    with progress_bar(len(samples), desc=desc, unit="img", enabled=progress) as bar:
-        for image_id, image, label, cached in loader:
+    items = iter(loader)
+    with progress_bar(len(samples), desc=desc, unit="img", enabled=progress) as bar, stopping(items):
+        for image_id, image, label, cached in unwrap(items):
             bar.update(1)
             if isinstance(image, str):
                 failed[image_id] = image
@@ -79,8 +84,9 @@ def subset_note(report: dict) -> str:
 def write_json(report: dict, path: str | Path) -> None:
     """The report as JSON (NaN, e.g. the IoU of a class absent from the split, written as null)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_finite(report), indent=2) + "\n")
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_finite(report), indent=2) + "\n")
 
 
 def _finite(v):

@@ -14,7 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from oczss.cache.store import DONE, FAILED, MaskCache
+from oczss.cache.split import DONE, FAILED
+from oczss.cache.store import MaskCache
 from oczss.cache.verify import verify
 from oczss.errors import OCZSSError
 from oczss.model.clustering import first_centres, fps_voronoi

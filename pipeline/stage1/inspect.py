@@ -1,9 +1,11 @@
-"""The cache commands as a person runs them: `info`, `verify` and `export` with progress bars, `info` as text."""
+"""The cache commands as a person runs them: `info`, `verify` and `export` with progress bars, `info` as text; a
+store that fails on the way (unreachable, no credentials, a read-only or full disk) is one line."""
 
 from __future__ import annotations
 
 from oczss.cache.export import export_hdf5
 from oczss.cache.info import cache_info
+from oczss.cache.location import reaching
 from oczss.cache.store import MaskCache
 from oczss.cache.verify import verify
 from oczss.model.weights import RANDOM_NOTE
@@ -16,13 +18,13 @@ def _shards(url: str) -> int:
 
 def info(url: str) -> dict:
     """cache_info with a progress bar over the shards it reads."""
-    with progress(_shards(url), desc="cache info", unit="shard") as bar:
+    with reaching(url), progress(_shards(url), desc="cache info", unit="shard") as bar:
         return cache_info(url, on_shard=lambda: bar.update(1))
 
 
 def check(url: str, partial: bool = False) -> list[str]:
     """verify with a progress bar."""
-    with progress(_shards(url), desc="cache verify", unit="shard") as bar:
+    with reaching(url), progress(_shards(url), desc="cache verify", unit="shard") as bar:
         return verify(url, partial=partial, on_shard=lambda: bar.update(1))
 
 
@@ -44,8 +46,9 @@ def format_info(info: dict) -> str:
     if not info["splits"]:
         lines.append("  (no datasets yet)")
     for s in info["splits"]:
-        if "error" in s:
-            lines.append(f"{s['dataset']}/{s['split']}: DAMAGED: {s['error']}")
+        if "error" in s or "unfinished" in s:
+            lines.append(f"{s['dataset']}/{s['split']}: " + (f"DAMAGED: {s['error']}" if "error" in s else
+                                                              f"NOT CREATED YET: {s['unfinished']}"))
             continue
         lines.append(f"{s['dataset']}/{s['split']}: {s['images']} images: {s['done']} done, {s['missing']} missing, "
                      f"{s['failed']} failed; shards {s['shards_done']}/{s['shards']}; "

@@ -1,40 +1,39 @@
 """Stage 1: DINO features -> FPS-Voronoi cluster maps -> the sharded mask cache, resumable, on dask.
 
-The unit of work is one shard (`run_shard`): decode its images on a thread pool, run DINO and the clustering
-batch by batch under a per-device lock, write the shard and then its completion record. Two shard tasks per
+The unit of work is one shard (pipeline/stage1/shards.py `run_shard`): decode its images on a thread pool, run DINO
+and the clustering batch by batch under a per-device lock, write the shard and then its completion record. Two shard tasks per
 device run at once, so one shard's images decode while the other's batches run through DINO. Locally the tasks
 run on dask's threaded scheduler; with `scheduler=ADDRESS` the same tasks go to a `dask.distributed` cluster (one
 worker per GPU, each loading its own DINO and checking its fingerprint against the cache's).
 
-The client does every check before any work: the dataset and every image file exist (a missing file is an error
-of the run, not a corrupt image), paths and the cache URL are made absolute (workers run in other folders), the
-device type is fixed for every worker (`auto` is resolved on the workers' own machines), and the cache's writer
-lease is taken (cache/lock.py), so a second run on the same cache is refused before it writes anything. Shards
+The client does every check before it writes a byte: the dataset and every image file exist (a missing file is an
+error of the run, not a corrupt image), paths and the cache URL are made absolute (workers run in other folders),
+the scheduler answers, the device type is fixed for every worker (`auto` is resolved on the workers' own
+machines), the feature width fits the DINO, and an existing cache's parameters match. Then the cache's writer lease
+is taken (cache/lock.py), so a second run on the same cache is refused before it writes anything, and a new
+dataset's compact-features basis is fitted before the cache is created. Shards
 that have a record are skipped, so an interrupted run continues where it stopped; `retry_failed` recomputes the
 shards that recorded failed images.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from oczss.cache.location import resolve
-from oczss.cache.lock import WriterLock, check_holder
-from oczss.cache.schema import CacheParams
+from oczss.cache.lock import WriterLock
+from oczss.cache.schema import CacheParams, check_params
 from oczss.cache.store import MaskCache
 from oczss.errors import OCZSSError
-from oczss.model.clustering import cluster_maps
-from oczss.model.compaction import compact, fit_basis
+from oczss.model.compaction import fit_basis
 from oczss.model.dino import DinoFeatures, load_dino
 from oczss.model.weights import fingerprint
 from oczss.pipeline import console
@@ -42,146 +41,13 @@ from oczss.pipeline.data.datasets import Dataset
 from oczss.pipeline.data.images import ImageError, load_resized
 from oczss.pipeline.runtime import device_type, resolve_device
 from oczss.pipeline.stage1.config import PrecomputeConfig
+from oczss.pipeline.stage1.shards import ShardJob, ShardResult, extractor, run_shard, worker_device
 
 log = logging.getLogger(__name__)
 TASKS_PER_DEVICE = 2
 FIT_IMAGES = 64  # images whose DINO tokens fit a dataset's PCA basis
 
 
-@dataclass(frozen=True)
-class ShardJob:
-    """Everything a worker needs to compute and write one shard; paths and the cache URL are absolute."""
-
-    cache: str
-    dataset: str
-    split: str
-    shard: int
-    ids: tuple[str, ...]
-    paths: tuple[str, ...]
-    params: CacheParams
-    weights: str
-    device: str  # the --device flag: resolved on the worker, which must land on params.device
-    batch_size: int
-    decode_threads: int
-    lease: str  # the writer's lease token, checked before the shard's record is committed
-    basis: tuple[np.ndarray, np.ndarray] | None  # the dataset's (mean [C], basis [C, D]) when features are stored
-
-
-@dataclass
-class ShardResult:
-    shard: int
-    split: str
-    images: int
-    failed: dict[str, str]
-
-
-# -- per-process resources (one DINO per device, one decode pool, one lock per device, open splits) ------------
-_lock = threading.Lock()
-_extractors: dict[tuple, DinoFeatures] = {}
-_device_locks: dict[str, threading.Lock] = {}
-_pools: dict[int, ThreadPoolExecutor] = {}
-_splits: dict[tuple, object] = {}
-
-
-def _device(job: ShardJob) -> torch.device:
-    """The worker's own device for the job; it must be of the type the cache records."""
-    device = resolve_device(job.device)
-    if device.type != job.params.device:
-        raise OCZSSError(f"this worker computes on {device.type} but the cache's clusters are made on "
-                         f"{job.params.device}; give every worker the same kind of device")
-    return device
-
-
-def _extractor(job: ShardJob, device: torch.device, model: torch.nn.Module | None = None) -> DinoFeatures:
-    """This process's DINO for the job; `model`: the one plan() loaded and fingerprinted, else loaded and checked."""
-    p = job.params
-    key = (p.dino_model, job.weights, p.fingerprint, p.input_size, p.grid, str(device))
-    with _lock:
-        if key not in _extractors:
-            if model is None:
-                model = load_dino(p.dino_model, job.weights, p.input_size)
-                if fingerprint(model) != p.fingerprint:
-                    raise OCZSSError(f"DINO weights {job.weights!r} on this worker differ from the cache's "
-                                     f"(fingerprint {p.fingerprint[:12]}…); give every worker the same checkpoint")
-            _extractors[key] = DinoFeatures(model, p.grid).to(device)
-        return _extractors[key]
-
-
-def _device_lock(device: torch.device) -> threading.Lock:
-    with _lock:
-        return _device_locks.setdefault(str(device), threading.Lock())
-
-
-def _pool(threads: int) -> ThreadPoolExecutor:
-    with _lock:
-        if threads not in _pools:
-            _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="oczss-decode")
-        return _pools[threads]
-
-
-def _split(job: ShardJob):
-    """The job's split, opened once per process (its ids are read once, not per shard)."""
-    key = (job.cache, job.dataset, job.split)
-    with _lock:
-        if key not in _splits:
-            _splits[key] = MaskCache.open(job.cache, writable=True).split(job.dataset, job.split)
-        return _splits[key]
-
-
-def _decode(path: str, size: int) -> np.ndarray:
-    """uint8 [size, size, 3]; a file that vanished since the client checked is an error of the run."""
-    try:
-        return load_resized(path, size)
-    except ImageError as e:
-        if not os.path.exists(path):
-            raise OCZSSError(f"image {path} is missing (it existed when the run started); nothing of its shard "
-                             f"was written, run the command again once the file is back") from None
-        raise e
-
-
-def run_shard(job: ShardJob, on_images: Callable[[int], None] | None = None,
-              on_failure: Callable[[str, str], None] | None = None) -> ShardResult:
-    """Compute one shard's cluster maps for every K and write it; corrupt images are recorded, not fatal."""
-    p = job.params
-    device = _device(job)
-    extract = _extractor(job, device)
-    split_cache = _split(job)
-    decoded = [_pool(job.decode_threads).submit(_decode, path, p.input_size) for path in job.paths]
-    n, s = len(job.ids), p.grid
-    arrays = {f"labels_k{k}": np.zeros((n, s, s), np.uint8) for k in p.ks}
-    if p.feature_dim:
-        t = p.feature_grid
-        arrays["features"] = np.zeros((n, t, t, p.feature_dim), np.float16)
-        mean, basis = (torch.from_numpy(a).to(device) for a in job.basis)
-    failed: dict[str, str] = {}
-    for start in range(0, n, job.batch_size):
-        rows, images = [], []
-        for i in range(start, min(start + job.batch_size, n)):
-            try:
-                images.append(decoded[i].result())
-                rows.append(i)
-            except ImageError as e:
-                failed[job.ids[i]] = str(e)
-                if on_failure:
-                    on_failure(job.ids[i], str(e))
-        if rows:
-            batch = torch.from_numpy(np.stack(images))
-            if device.type == "cuda":
-                batch = batch.pin_memory()
-            with _device_lock(device):  # one batch at a time on the device; the other task decodes meanwhile
-                tokens = extract.token_grid(extract.normalise(batch.to(device, non_blocking=True)))
-                maps = cluster_maps(extract.on_grid(tokens), [job.ids[i] for i in rows], p.seed, list(p.ks))
-                for k, lab in maps.items():
-                    arrays[f"labels_k{k}"][rows] = lab.cpu().numpy()
-                if p.feature_dim:
-                    arrays["features"][rows] = compact(tokens.permute(0, 2, 3, 1), mean, basis).cpu().numpy()
-        if on_images:
-            on_images(min(start + job.batch_size, n) - start)
-    split_cache.write_shard(job.shard, arrays, failed, before_commit=lambda: check_holder(job.cache, job.lease))
-    return ShardResult(job.shard, job.split, n, failed)
-
-
-# -- the client side -------------------------------------------------------------------------------------------
 @dataclass
 class PrecomputeSummary:
     cache: str
@@ -197,14 +63,13 @@ class PrecomputeSummary:
         return self.images / self.seconds if self.seconds > 0 else 0.0
 
 
-def _device_type(cfg: PrecomputeConfig) -> str:
+def _device_type(cfg: PrecomputeConfig, client) -> str:
     """The device type every worker computes on: this machine's, or the dask workers' (which must agree)."""
-    if not cfg.scheduler:
+    if client is None:
         return resolve_device(cfg.device).type
     if cfg.device != "auto":
         return device_type(cfg.device)  # the workers' machines decide availability
-    with _client(cfg.scheduler) as client:
-        found = set(client.run(lambda: "cuda" if torch.cuda.is_available() else "cpu").values())
+    found = set(client.run(lambda: "cuda" if torch.cuda.is_available() else "cpu").values())
     if len(found) != 1:
         raise OCZSSError(f"--scheduler {cfg.scheduler}: the workers have different devices ({', '.join(sorted(found))})"
                          f"; clusters would differ between them. Pass --device cpu or --device cuda")
@@ -246,32 +111,44 @@ def fit_dataset_basis(model: torch.nn.Module, paths: list, cfg: PrecomputeConfig
     return mean.numpy(), basis.numpy()
 
 
-def plan(cfg: PrecomputeConfig, lease: str, model: torch.nn.Module, device_type: str) -> tuple[list[ShardJob], int]:
-    """Check the dataset, open or create the cache; return the pending shard jobs and the count of shards
-    already done."""
-    root = str(Path(cfg.data_root).resolve()) if cfg.data_root else None
-    dataset = Dataset(cfg.dataset, root)
+def check_inputs(cfg: PrecomputeConfig) -> tuple[Dataset, list[str], dict[str, list[str]]]:
+    """(dataset, splits, ids per split), refused if a listed image file does not exist."""
+    dataset = Dataset(cfg.dataset, str(Path(cfg.data_root).resolve()) if cfg.data_root else None)
     splits = ["train", "val"] if cfg.split == "all" else [cfg.split]
     ids = {s: dataset.image_ids(s) for s in splits}
     missing = _missing_images(dataset, ids)
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise OCZSSError(f"{len(missing)} image file(s) listed by the {cfg.dataset} splits do not exist: {shown}")
+    return dataset, splits, ids
+
+
+def cache_params(cfg: PrecomputeConfig, model: torch.nn.Module, device_type: str) -> CacheParams:
+    """The cache parameters of this run; a feature width beyond the DINO's channels is refused."""
+    if cfg.feature_dim > model.embed_dim:
+        raise OCZSSError(f"--feature-dim {cfg.feature_dim} exceeds the {model.embed_dim} channels of {cfg.dino_model}")
+    return CacheParams(dino_model=cfg.dino_model, fingerprint=fingerprint(model), input_size=cfg.input_size,
+                       grid=cfg.grid, ks=tuple(sorted(set(cfg.ks))), seed=cfg.seed, device=device_type,
+                       dtype="bfloat16" if device_type == "cuda" else "float32", shard_size=cfg.shard_size,
+                       feature_dim=cfg.feature_dim,
+                       feature_grid=cfg.input_size // model.patch_embed.patch_size[0] if cfg.feature_dim else 0)
+
+
+def plan(cfg: PrecomputeConfig, lease: str, model: torch.nn.Module, params: CacheParams,
+         inputs: tuple[Dataset, list[str], dict[str, list[str]]]) -> tuple[list[ShardJob], int]:
+    """Under the lease: fit a new dataset's basis, then open or create the cache and its splits; return the
+    pending shard jobs and the count of shards already done."""
+    dataset, splits, ids = inputs
     url = resolve(cfg.cache)
-    patch = model.patch_embed.patch_size[0]
-    params = CacheParams(dino_model=cfg.dino_model, fingerprint=fingerprint(model), input_size=cfg.input_size,
-                         grid=cfg.grid, ks=tuple(sorted(set(cfg.ks))), seed=cfg.seed, device=device_type,
-                         dtype="bfloat16" if device_type == "cuda" else "float32", shard_size=cfg.shard_size,
-                         feature_dim=cfg.feature_dim, feature_grid=cfg.input_size // patch if cfg.feature_dim else 0)
+    existing = MaskCache.existing(url)
+    basis = existing.basis(cfg.dataset) if existing is not None and cfg.feature_dim else None
+    fit = cfg.feature_dim and basis is None
+    if fit:  # before the cache is created: a fit that fails leaves nothing behind
+        paths = [dataset.image_path(splits[0], i) for i in ids[splits[0]][:FIT_IMAGES]]
+        basis = fit_dataset_basis(model, paths, cfg, params.device)
     cache = MaskCache.create_or_open(url, params, random_weights=cfg.weights == "random")
-    basis = None
-    if cfg.feature_dim:
-        basis = cache.basis(cfg.dataset)
-        if basis is None:
-            first = splits[0]
-            paths = [dataset.image_path(first, i) for i in ids[first][:FIT_IMAGES]]
-            basis = fit_dataset_basis(model, paths, cfg, device_type)
-            cache.set_basis(cfg.dataset, *basis)
+    if fit:
+        cache.set_basis(cfg.dataset, *basis)
     jobs, skipped = [], 0
     for split in splits:
         sc = cache.require_split(cfg.dataset, split, ids[split], str(dataset.root.resolve()))
@@ -291,26 +168,33 @@ def plan(cfg: PrecomputeConfig, lease: str, model: torch.nn.Module, device_type:
 def precompute(cfg: PrecomputeConfig, progress: bool = True) -> PrecomputeSummary:
     """Run Stage 1 for `cfg`; returns what was done. Safe to interrupt and run again."""
     Dataset(cfg.dataset, cfg.data_root).check("train" if cfg.split == "all" else cfg.split, labels=False)
-    device_type = _device_type(cfg)
-    model = load_dino(cfg.dino_model, cfg.weights, cfg.input_size)
+    inputs = check_inputs(cfg)
+    url = resolve(cfg.cache)
     failed: dict[str, dict[str, str]] = {}
-    with WriterLock(resolve(cfg.cache), force=cfg.force_unlock) as lease:
-        jobs, skipped = plan(cfg, lease.token, model, device_type)
-        total = sum(len(j.ids) for j in jobs)
-        if skipped:
-            log.info("resuming %s: %d shard(s) already done, %d to go", cfg.cache, skipped, len(jobs))
+    with _scheduler(cfg.scheduler) as client:  # a dead address is refused before anything is written
+        device_type = _device_type(cfg, client)
+        model = load_dino(cfg.dino_model, cfg.weights, cfg.input_size)
+        params = cache_params(cfg, model, device_type)
+        existing = MaskCache.existing(url)
+        if existing is not None:
+            check_params(url, existing.params, params)
+        with WriterLock(url, force=cfg.force_unlock) as lease:
+            jobs, skipped = plan(cfg, lease.token, model, params, inputs)
+            total = sum(len(j.ids) for j in jobs)
+            if skipped:
+                log.info("resuming %s: %d shard(s) already done, %d to go", cfg.cache, skipped, len(jobs))
 
-        def report(image_id: str, message: str) -> None:
-            log.warning("skipped corrupt image %s", message)
+            def report(image_id: str, message: str) -> None:
+                log.warning("skipped corrupt image %s", message)
 
-        start = time.perf_counter()
-        with console.progress(total, desc=f"precompute {cfg.dataset}", unit="img", enabled=progress) as bar:
-            if cfg.scheduler:
-                results = _run_distributed(cfg.scheduler, jobs, bar, report)
-            else:
-                if jobs:
-                    _extractor(jobs[0], _device(jobs[0]), model)  # reuse the DINO loaded above
-                results = _run_local(jobs, bar, report)
+            start = time.perf_counter()
+            with console.progress(total, desc=f"precompute {cfg.dataset}", unit="img", enabled=progress) as bar:
+                if client is not None:
+                    results = _run_distributed(client, jobs, bar, report)
+                else:
+                    if jobs:
+                        extractor(jobs[0], worker_device(jobs[0]), model)  # reuse the DINO loaded above
+                    results = _run_local(jobs, bar, report)
     for r in results:
         if r.failed:
             failed.setdefault(r.split, {}).update(r.failed)
@@ -332,25 +216,31 @@ def _run_local(jobs: list[ShardJob], bar, report) -> list[ShardResult]:
     return list(dask.compute(*tasks, scheduler="threads", num_workers=TASKS_PER_DEVICE))
 
 
-def _client(address: str):
+@contextlib.contextmanager
+def _scheduler(address: str | None):
+    """A dask.distributed client for `address` for the whole run; None without one."""
+    if not address:
+        yield None
+        return
     from distributed import Client
 
     try:
-        return Client(address, timeout="20s")
+        client = Client(address, timeout="20s")
     except (OSError, TimeoutError) as e:
         raise OCZSSError(f"--scheduler {address}: cannot reach a dask scheduler there ({e})") from e
+    with client:
+        yield client
 
 
-def _run_distributed(address: str, jobs: list[ShardJob], bar, report) -> list[ShardResult]:
+def _run_distributed(client, jobs: list[ShardJob], bar, report) -> list[ShardResult]:
     from distributed import as_completed
 
     results = []
-    with _client(address) as client:
-        futures = client.map(run_shard, jobs, pure=False)
-        for future in as_completed(futures):
-            r = future.result()
-            for image_id, reason in r.failed.items():
-                report(image_id, reason)
-            bar.update(r.images)
-            results.append(r)
+    futures = client.map(run_shard, jobs, pure=False)
+    for future in as_completed(futures):
+        r = future.result()
+        for image_id, reason in r.failed.items():
+            report(image_id, reason)
+        bar.update(r.images)
+        results.append(r)
     return results

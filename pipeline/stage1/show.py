@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from oczss.cache.store import DONE, FAILED, MaskCache
+from oczss.cache.split import DONE, FAILED
+from oczss.cache.store import MaskCache
 from oczss.errors import OCZSSError
 from oczss.model.weights import RANDOM_NOTE
 from oczss.pipeline.data.datasets import Dataset

@@ -23,21 +23,30 @@ import torch
 from oczss.errors import OCZSSError
 from oczss.model import OCZSSConfig, build_model
 from oczss.model.clip import EMBEDDED
+from oczss.model.weights import load_refusal
 from oczss.pipeline.configs import from_dict
 
 FORMAT = 2
 NOT_WEIGHTS = ("weights", "seed", "clip_image_size")  # model-config fields that leave the trainable layout as is
+# what eval and predict read of a checkpoint
+USED = ("model", "model_config", "train_config", "weights_fingerprint", "random_weights", "dataset", "setting",
+        "classes", "unseen", "text", "step", "cluster_source")
 
 
 def save(path: str | Path, payload: dict) -> Path:
     """torch.save to a temporary file beside `path`, then rename: a crash never leaves half a checkpoint, and a
-    failed save (a full disk) leaves no temporary file behind."""
+    failed save (a full disk) leaves no temporary file behind. Written through a Python file, so a full disk is an
+    OSError naming the file (ENOSPC), not torch's 'unexpected pos'."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
     try:
-        torch.save({"format": FORMAT, **payload}, tmp)
+        with open(tmp, "wb") as f:
+            torch.save({"format": FORMAT, **payload}, f)
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, str(e.filename or path)) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -45,19 +54,33 @@ def save(path: str | Path, payload: dict) -> Path:
 
 
 def load(path: str | Path) -> dict:
-    """Load with weights_only=True (no arbitrary code from a checkpoint file)."""
+    """Load with weights_only=True (no arbitrary code from a checkpoint file); a file that is not an oczss
+    checkpoint is one line saying so and why (naming every global a pickle refused)."""
     path = Path(path)
     if not path.is_file():
         raise OCZSSError(f"checkpoint {path} does not exist")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-        raise OCZSSError(f"checkpoint {path} cannot be read ({type(e).__name__}: {str(e)[:200]})") from e
+        why = load_refusal(path, e)
+        if why is None:
+            first = (str(e).strip().splitlines() or [""])[0]
+            why = f"not a PyTorch checkpoint file ({type(e).__name__}: {first})"
+        raise OCZSSError(f"{path}: not an oczss checkpoint: {why}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else None
-        raise OCZSSError(f"{path} is not an oczss checkpoint of format {FORMAT}"
+        raise OCZSSError(f"{path}: not an oczss checkpoint of format {FORMAT}"
                          + (f" (it is format {found}, from another oczss version)" if found else ""))
     return ckpt
+
+
+def require(ckpt: dict, path, fields: tuple[str, ...]) -> None:
+    """Refuse a checkpoint that lacks any of `fields`, naming them (every oczss checkpoint records them)."""
+    missing = [f for f in fields if f not in ckpt]
+    if missing:
+        raise OCZSSError(f"checkpoint {path} lacks the field{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                         f"that every oczss checkpoint records: it was edited, or not written by `oczss train` or "
+                         f"`oczss convert`")
 
 
 def rng_state() -> dict:
@@ -110,6 +133,7 @@ def restore_model(path: str | Path, device: torch.device, weights: str | None = 
     CLIP comes from (e.g. a local path on another machine); its fingerprint must match the training run's.
     `ckpt`: the checkpoint `path` holds, when the caller has read it already."""
     ckpt = load(path) if ckpt is None else ckpt
+    require(ckpt, path, USED)
     config = from_dict(OCZSSConfig, {**ckpt["model_config"], **({"weights": weights} if weights else {})},
                        f"checkpoint {path}: model_config")
     clip_state = None

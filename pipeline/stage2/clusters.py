@@ -21,7 +21,9 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from oczss.cache.store import DONE, MaskCache
+from oczss.cache.integrity import unbound
+from oczss.cache.split import DONE
+from oczss.cache.store import MaskCache
 from oczss.errors import OCZSSError
 from oczss.model.clustering import fps_voronoi
 from oczss.model.dino import DinoFeatures, resize_grid
@@ -79,9 +81,10 @@ def open_cached(samples: list[Sample], url: str, dataset: str, split: str, mode:
                 skip_damaged: bool = False) -> tuple[list[Sample], CachedMaps, int, dict]:
     """(samples the cache has, their CachedMaps for `mode`, how many were dropped, the cluster source a checkpoint
     records). Refused before any work: a cache without this (dataset, split), without K = k or features for the
-    view mode, or whose grid is coarser than `min_grid` (the message says what to run). Samples whose rows are
-    missing or failed are dropped; the caller decides whether that is acceptable. A variant (voc21) reads the
-    cache of the dataset whose images it shares (voc)."""
+    view mode, whose grid is coarser than `min_grid` (the message says what to run), or whose parameters or (view
+    mode) features' basis changed after its shards were written. Samples whose rows are missing or failed are
+    dropped; the caller decides whether that is acceptable. A variant (voc21) reads the cache of the dataset whose
+    images it shares (voc)."""
     dataset = images_of(dataset)
     cache = MaskCache.open(url)
     sc = cache.require(dataset, split, k, min_grid)
@@ -89,7 +92,12 @@ def open_cached(samples: list[Sample], url: str, dataset: str, split: str, mode:
         raise OCZSSError(f"cache {url} stores no compact DINO features, which the `view` cluster mode samples; "
                          f"rebuild it with `oczss precompute --dataset {dataset} --split {split} --feature-dim 32 "
                          f"--cache NEW_CACHE`, or use --cluster-mode whole")
-    status = sc.status()
+    records = sc.records()
+    changed = unbound(records, sc.bound(features=mode == "view"))
+    if changed:
+        raise OCZSSError(f"cache {url} {sc.name}: {' and '.join(changed)} changed after its shards were written "
+                         f"(their completion records bound another sha256); run `oczss cache verify --cache {url}`")
+    status = sc.status(records)
     kept = [s for s in samples if s.image_id in sc.index and status[sc.index[s.image_id]] == DONE]
     if not kept:
         raise OCZSSError(f"no {dataset}/{split} sample has cluster labels in {url}; run `oczss precompute "

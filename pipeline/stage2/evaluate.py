@@ -6,7 +6,9 @@ names and its standard split for S/U, no calibration (the target's classes were 
 mIoU over all target classes is the Table 3 figure.
 
 The report never passes a subset off as the split: it records the images evaluated against the images in the
-split, and images without cached clusters (shards not done) are refused unless `allow_subset` is given.
+split, and images without cached clusters (shards not done) are refused unless `allow_subset` is given. A cache
+made with other parameters than the training cache (another DINO, seed, grid or feature width: other clusters
+than the model was trained with) is evaluated with a warning naming each one, and the report lists them.
 """
 
 from __future__ import annotations
@@ -61,8 +63,8 @@ def evaluate(checkpoint: str, dataset_name: str, *, split: str = "val", mode: st
         emb = class_text(list(spec.classes), templates, model.config, text, dev)
     cluster_mode = trained_mode(ckpt, cluster_mode) if model.config.mask_source == "dino" else None
     k = model.config.num_objects
-    samples, maps, without_clusters, make, cache = _eval_clusters(ckpt, cluster_mode, samples, cache, dataset_name,
-                                                                  split, k, allow_subset, dino_weights, spec.crop, dev)
+    samples, maps, without_clusters, make, cache, differences = _eval_clusters(
+        ckpt, cluster_mode, samples, cache, dataset_name, split, k, allow_subset, dino_weights, spec.crop, dev)
     seed = ckpt["train_config"].get("seed", 0)  # seeds the first FPS centres (converted checkpoints carry none)
 
     def segmenter(image, cached, image_id):
@@ -77,6 +79,7 @@ def evaluate(checkpoint: str, dataset_name: str, *, split: str = "val", mode: st
     return {"checkpoint": str(checkpoint), "dataset": dataset_name, "split": split, "mode": mode,
             "cluster_mode": cluster_mode,
             "images": evaluated, "images_in_split": len(in_split), "limit": limit, "cache": cache,
+            "cache_differences": differences,
             "without_clusters": without_clusters, "failed": failed, "seconds": seconds,
             "images_per_second": evaluated / seconds if seconds else 0.0,
             "classes": list(spec.classes), "seen": seen, "unseen": unseen, "calibration": calibration,
@@ -89,20 +92,37 @@ def evaluate(checkpoint: str, dataset_name: str, *, split: str = "val", mode: st
 def _eval_clusters(ckpt: dict, cluster_mode: str | None, samples: list, cache: str | None, dataset_name: str,
                    split: str, k: int, allow_subset: bool, dino_weights: str | None, crop: int, dev):
     """What the cluster mode needs at eval -> (samples, CachedMaps or None, images without cached clusters, a
-    factory (cached array, k) -> window clusters or None, the cache used)."""
+    factory (cached array, k) -> window clusters or None, the cache used, its parameters that differ from the
+    training cache's)."""
     if cluster_mode in ("whole", "view"):
         cache = cache or ckpt.get("cache") or default_cache_url()  # by default the cache it was trained with
-        kept, maps, without, _ = open_cached(samples, cache, dataset_name, split, cluster_mode, k)
+        kept, maps, without, source = open_cached(samples, cache, dataset_name, split, cluster_mode, k)
+        differences = cache_differences(ckpt.get("cluster_source"), source, cluster_mode)
+        if differences:
+            log.warning("cache %s was made with other parameters than the cache this checkpoint was trained with (%s):"
+                        " its clusters differ from those of training, and so may the scores", cache,
+                        "; ".join(differences))
         if without and not allow_subset:
             raise OCZSSError(f"{without} of {len(samples)} {dataset_name}/{split} images have no cluster labels in "
                              f"{cache}; finish the cache (`oczss precompute --dataset {images_of(dataset_name)} --split "
                              f"{split} --cache {cache}`, with --retry-failed for failed images) or pass --allow-subset to "
                              f"evaluate the others only")
-        return kept, maps, without, factory(cluster_mode), cache
+        return kept, maps, without, factory(cluster_mode), cache, differences
     if cluster_mode == "online":
         dino = online_dino(ckpt["cluster_source"], dino_weights, crop, dev)
-        return samples, None, 0, factory(cluster_mode, dino), cache
-    return samples, None, 0, None, cache
+        return samples, None, 0, factory(cluster_mode, dino), cache, []
+    return samples, None, 0, None, cache, []
+
+
+def cache_differences(trained: dict | None, now: dict, mode: str) -> list[str]:
+    """'name: trained with X, this cache Y' for every cache parameter that changes the clusters of `mode` (whole:
+    the cluster maps; view: the compact features) and differs from the training run's cluster source."""
+    fields = ("dino_model", "fingerprint", "random_weights", "input_size", "device", "dtype")
+    fields += ("grid", "seed") if mode == "whole" else ("feature_dim", "feature_grid")
+    trained = trained or {}
+    show = lambda v: f"{v[:12]}…" if isinstance(v, str) and len(v) > 16 else v  # noqa: E731
+    return [f"{f}: trained with {show(trained[f])}, this cache {show(now[f])}" for f in fields
+            if f in trained and f in now and trained[f] != now[f]]
 
 
 def format_report(r: dict) -> str:

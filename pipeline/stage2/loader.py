@@ -19,6 +19,7 @@ from oczss.pipeline.data.datasets import Dataset, DatasetSpec, Sample
 from oczss.pipeline.data.images import ImageError, load_rgb
 from oczss.pipeline.data.transforms import train_view
 from oczss.pipeline.stage2.clusters import CachedMaps
+from oczss.pipeline.workers import guarded, ignore_signals
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,9 @@ class TrainData(torch.utils.data.Dataset):
 
     The augmentation (crop with cat_max_ratio, flip, ...) sees the dataset's own labels, as in the reference; the
     seen/unseen remap is applied to the finished view. A sample whose image cannot be decoded, or whose cached
-    shard is damaged and skipped, is replaced by the next one (reported once).
+    shard is damaged and skipped, is replaced by the next one (reported once). Label values outside the classes
+    (255 aside) are ignored like 255; the item's `note` names them (pipeline/workers.py logs it once per file).
+    An error is carried to the main process as a Failure (pipeline/workers.py) and raised there.
     """
 
     def __init__(self, dataset: Dataset, samples: list[Sample], setting: str, maps: CachedMaps | None, mode: str,
@@ -60,6 +63,7 @@ class TrainData(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    @guarded
     def __getitem__(self, key: tuple[int, int]) -> dict:
         index, position = key
         rng = np.random.default_rng([self.seed, position])
@@ -82,12 +86,23 @@ class TrainData(torch.utils.data.Dataset):
         img, lab, view = train_view(image, label, self.dataset.spec.train_scale, self.crop, rng)
         side = self.crop // self.patch
         item = {"image": torch.from_numpy(img), "label": torch.from_numpy(self.lut[lab].astype(np.int64)),
-                "first": torch.tensor(int(rng.integers(side * side)))}
+                "first": torch.tensor(int(rng.integers(side * side))), "note": self._outside(label, sample)}
         if self.mode == "whole" and cached is not None:
             item["clusters"] = torch.from_numpy(view.patch_clusters(cached, side, side, self.patch))
         elif self.mode == "view" and cached is not None:
             item["features"] = torch.from_numpy(view.patch_features(cached, side, side, self.patch))
         return item
+
+
+    def _outside(self, label: np.ndarray, sample: Sample) -> str:
+        """'' or the note naming the label values outside the classes (255 aside), which training ignores."""
+        n = len(self.dataset.spec.classes)
+        outside = (label >= n) & (label != IGNORE)
+        if not outside.any():
+            return ""
+        values = np.unique(label[outside])
+        return (f"label {sample.label}: values {', '.join(map(str, values))} lie outside the {n} classes of "
+                f"{self.dataset.spec.name} (255 aside) and are ignored in training (`oczss data check` lists them)")
 
 
 class Positions(torch.utils.data.Sampler):
@@ -114,8 +129,10 @@ class Positions(torch.utils.data.Sampler):
 
 def seed_worker(worker_id: int) -> None:
     """DataLoader worker_init_fn: numpy and Python RNGs from the worker's torch seed (augmentation itself is
-    seeded per sample, this only guards third-party code)."""
+    seeded per sample, this only guards third-party code); SIGINT and SIGTERM are left to the main process."""
     import random
+
+    ignore_signals()
 
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)

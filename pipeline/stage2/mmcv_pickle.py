@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from oczss.errors import OCZSSError
+from oczss.model.weights import refused_globals
 
 _MULTIARRAY = np._core.multiarray
 _NUMERIC_DTYPES = sorted({type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDG"}, key=lambda t: t.__name__)
@@ -60,12 +61,9 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
 
 def _refuse(path: Path, error: Exception):
     """Raise the error for a file torch.load refused: named globals outside the allow-list, or not readable."""
-    try:
-        unsafe = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
-    except Exception:  # noqa: BLE001 - not a zip checkpoint, or a pickle the static scan cannot follow
-        unsafe = []
+    unsafe = refused_globals(path, error)
     message = str(error)
-    if unsafe or "weights only load failed" in message.lower():
+    if unsafe is not None:
         named = f" ({', '.join(unsafe)})" if unsafe else ""
         raise OCZSSError(f"{path}: refused, it holds pickled objects other than tensors, plain Python values and "
                          f"numpy scalars/arrays{named}; nothing in it was run. A checkpoint written by mmcv (OTSeg's "

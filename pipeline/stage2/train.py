@@ -7,7 +7,12 @@ is an unseen class (docs/protocol.md §6). Rank 0 writes `config.json`, `metrics
 (where a transductive run starts) and at the end.
 
 Nothing done is lost: Ctrl-C, SIGTERM and any error inside the loop save `last.pt` at the last completed
-iteration before the run stops (a diverged loss does not: those weights are not worth resuming).
+iteration before the run stops (a diverged loss does not: those weights are not worth resuming). A step ends in
+one block that signals cannot split (optimizer, schedule, step count, its metrics and TensorBoard record, and the
+RNG state and logging interval that a save records), so whatever the signal interrupts (a forward, the progress
+bar, a periodic save), the save holds the state of the last completed step and `--resume` continues exactly as an
+uninterrupted run. Loader workers leave SIGINT / SIGTERM to this process (pipeline/workers.py), so a signal to the
+whole process group ends the run the same way, and their errors arrive as their own one-line message.
 """
 
 from __future__ import annotations
@@ -16,8 +21,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +29,13 @@ import torch
 
 from oczss import __version__
 from oczss.cache.location import resolve
-from oczss.errors import OCZSSError
+from oczss.errors import OCZSSError, os_error
 from oczss.model import OCZSS, OCZSSConfig, build_model
 from oczss.pipeline.configs import from_dict
 from oczss.pipeline.console import progress as progress_bar
 from oczss.pipeline.data.datasets import Dataset
 from oczss.pipeline.data.pairs import check_pairs
+from oczss.pipeline.interrupts import sigterm_as_interrupt, uninterruptible
 from oczss.pipeline.runtime import autocast, init_distributed
 from oczss.pipeline.stage2 import checkpoint as ckpt_io
 from oczss.model.dino import DinoFeatures, load_dino
@@ -39,7 +43,9 @@ from oczss.model.weights import fingerprint
 from oczss.pipeline.stage2.clusters import StepClusters, device_batches, open_cached
 from oczss.pipeline.stage2.config import TrainConfig
 from oczss.pipeline.stage2.loader import UNSEEN, Positions, TrainData, seed_worker
-from oczss.pipeline.stage2.runlog import NonFiniteLoss, RunLog
+from oczss.pipeline.outputs import check_writable
+from oczss.pipeline.stage2.runlog import NonFiniteLoss, RunLog, plain
+from oczss.pipeline.workers import collate, stopping, unwrap
 from oczss.pipeline.stage2.text import class_text
 
 log = logging.getLogger(__name__)
@@ -86,6 +92,7 @@ class Run:
     mode: str  # the cluster mode, "none" for mask sources that need no DINO clusters
     dino: DinoFeatures | None  # the online mode's DINO
     cfg_crop: int  # the training crop
+    resume_state: dict | None = None  # {rng, log} as of the last completed step: what every save records
 
 
 def train(cfg: TrainConfig, *, out: str | Path, data_root: str | None, cache: str | None, device: str = "auto",
@@ -94,9 +101,9 @@ def train(cfg: TrainConfig, *, out: str | Path, data_root: str | None, cache: st
     out = Path(out)
     _check_start(cfg, out, resume)
     run, state, log_config = _setup(cfg, out, data_root, cache, device, resume, progress, skip_damaged)
-    writer = RunLog(out, log_config, run.rank == 0, run.step if resume else None)
+    writer = RunLog(out, log_config, run.rank == 0, run.step if resume else None, state and state.get("log"))
     try:
-        _loop(run, writer, state, progress)
+        _loop(run, writer, state and state["rng"], progress)
     finally:
         writer.close()
     return {"step": run.step, "out": str(out), "last": writer.last, "random_weights": run.model.random_weights,
@@ -112,17 +119,15 @@ def _check_start(cfg: TrainConfig, out: Path, resume: bool) -> None:
     if cfg.setting == "transductive" and not (cfg.init_from or resume):
         raise OCZSSError("transductive training starts from an inductive checkpoint at half its schedule: pass "
                          "--init-from RUN/checkpoints/iter_N.pt")
+    check_writable(out, "--out")
 
 
 def _setup(cfg: TrainConfig, out: Path, data_root, cache, device: str, resume: bool, progress: bool,
            skip_damaged: bool):
-    """Data, model, optimizer and schedule, restored from last.pt when resuming; -> (Run, rng state to restore or
-    None, the config.json content)."""
+    """Data, model, optimizer and schedule, restored from last.pt when resuming; -> (Run, the {rng, log} states to
+    restore or None, the config.json content)."""
     model_cfg = from_dict(OCZSSConfig, cfg.model, "training config: model")
-    state = ckpt_io.load(out / "last.pt") if resume else None
-    if state is not None:
-        _check_same_run(state["train_config"], cfg, out / "last.pt")
-    init = ckpt_io.load(cfg.init_from) if cfg.init_from and not resume else None
+    state, init = _checkpoints(cfg, out, resume)
     dataset = Dataset(cfg.dataset, data_root)
     if cfg.unseen is not None:
         dataset.spec = dataclasses.replace(dataset.spec, unseen=tuple(sorted(cfg.unseen)))
@@ -156,7 +161,7 @@ def _setup(cfg: TrainConfig, out: Path, data_root, cache, device: str, resume: b
     loader = torch.utils.data.DataLoader(
         TrainData(dataset, samples, cfg.setting, maps, mode, spec.crop, model.encoder.patch_size, cfg.seed),
         batch_size=micro, sampler=Positions(len(samples), cfg.seed, step * accum, micro, world, rank),
-        num_workers=workers, pin_memory=dev.type == "cuda", worker_init_fn=seed_worker,
+        num_workers=workers, pin_memory=dev.type == "cuda", worker_init_fn=seed_worker, collate_fn=collate,
         persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
     seen = list(spec.seen)
     meta = {"train_config": dataclasses.asdict(cfg), "model_config": dataclasses.asdict(model_cfg),
@@ -171,7 +176,21 @@ def _setup(cfg: TrainConfig, out: Path, data_root, cache, device: str, resume: b
                               "samples": len(samples)}}
     run = Run(cfg, out, model, net, optimizer, scheduler, loader, text[seen] if cfg.setting == "inductive" else text,
               seen, meta, step, accum, rank, dev, mode, dino, spec.crop)
-    return run, None if state is None else state["rng"], log_config
+    return run, None if state is None else {"rng": state["rng"], "log": state.get("log")}, log_config
+
+
+def _checkpoints(cfg: TrainConfig, out: Path, resume: bool) -> tuple[dict | None, dict | None]:
+    """(last.pt when resuming, else None; the --init-from checkpoint or None), refused if they lack what is used."""
+    if resume:
+        state = ckpt_io.load(out / "last.pt")
+        ckpt_io.require(state, out / "last.pt", ("train_config", "model", "optimizer", "scheduler", "step", "rng"))
+        _check_same_run(state["train_config"], cfg, out / "last.pt")
+        return state, None
+    if cfg.init_from:
+        init = ckpt_io.load(cfg.init_from)
+        ckpt_io.require(init, cfg.init_from, ("model", "model_config"))
+        return None, init
+    return None, None
 
 
 def _cluster_data(cfg: TrainConfig, mode: str, samples: list, k: int, cache: str | None, crop: int,
@@ -195,11 +214,11 @@ def _cluster_data(cfg: TrainConfig, mode: str, samples: list, k: int, cache: str
     return samples, None, None, None
 
 
-def _save(run: Run, path: Path, rng: dict) -> None:
+def _save(run: Run, path: Path) -> None:
     if run.rank == 0:
         ckpt_io.save(path, {**run.meta, "step": run.step, "model": run.model.trainable_state_dict(),
                             "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
-                            "rng": rng})
+                            "rng": run.resume_state["rng"], "log": plain(run.resume_state["log"])})
 
 
 def _loop(run: Run, writer: RunLog, resumed_rng: dict | None, progress: bool) -> None:
@@ -208,46 +227,51 @@ def _loop(run: Run, writer: RunLog, resumed_rng: dict | None, progress: bool) ->
     torch.manual_seed(cfg.seed + run.rank)  # dropout; the data stream is seeded per sample
     side = run.cfg_crop // run.model.encoder.patch_size
     clusters = StepClusters(run.mode, run.model.config.num_objects, (side, side), run.dino)
-    batches = device_batches(iter(run.loader), run.device, clusters)  # draws from torch's RNG: before the resumed
-    # state is put back
+    loader = iter(run.loader)  # draws from torch's RNG: before the resumed state is put back
+    batches = device_batches(unwrap(loader), run.device, clusters)
     if resumed_rng is not None:
         ckpt_io.set_rng_state(resumed_rng)
     run.net.train()
-    rng = ckpt_io.rng_state()
+    run.resume_state, first = {"rng": ckpt_io.rng_state(), "log": writer.state()}, run.step
     with progress_bar(cfg.iters, desc=f"train {cfg.dataset} {cfg.setting}", unit="it", initial=run.step,
-                      enabled=progress and run.rank == 0) as bar, _sigterm_as_interrupt():
+                      enabled=progress and run.rank == 0) as bar, sigterm_as_interrupt(), stopping(loader):
         try:
             while run.step < cfg.iters:
-                rng = ckpt_io.rng_state()  # as of the last completed step: what an interrupted run saves
                 _iteration(run, batches, writer)
                 bar.update(1)
                 at = run.step
                 if at % cfg.log_every == 0 or at == cfg.iters:
                     bar.set_postfix(loss=f"{writer.last['loss']:.3f}", lr=f"{writer.last['lr']:.2e}")
                 if at % cfg.save_every == 0 or at == cfg.iters:
-                    _save(run, last, ckpt_io.rng_state())
+                    _save(run, last)
                 if at % cfg.milestone_every == 0 or at == cfg.iters or at == cfg.iters // 2:
-                    _save(run, run.out / "checkpoints" / f"iter_{at:06d}.pt", ckpt_io.rng_state())
+                    _save(run, run.out / "checkpoints" / f"iter_{at:06d}.pt")
         except KeyboardInterrupt:
-            _save(run, last, rng)
+            if run.step == first:
+                raise OCZSSError(f"interrupted at iteration {run.step}, before this run completed one") from None
+            with uninterruptible(then_interrupt=False):  # a second Ctrl-C must not cut the save short
+                _save(run, last)
             raise OCZSSError(f"interrupted at iteration {run.step}; {last} saved, `--resume` continues from "
                              f"there") from None
         except NonFiniteLoss:
             raise
         except Exception as e:
-            saved = _save_after_error(run, last, rng)
+            saved = _save_after_error(run, last) if run.step > first else "no iteration of this run completed"
             if isinstance(e, (OCZSSError, OSError)):
-                raise OCZSSError(f"training stopped at iteration {run.step}: {e}. {saved}") from None
+                reason = os_error(e) if isinstance(e, OSError) else str(e)
+                raise OCZSSError(f"training stopped at iteration {run.step}: {reason}. {saved}") from None
             log.error("training stopped at iteration %d by an unexpected error; %s", run.step, saved)
             raise
 
 
-def _save_after_error(run: Run, last: Path, rng: dict) -> str:
+def _save_after_error(run: Run, last: Path) -> str:
     try:
-        _save(run, last, rng)
+        with uninterruptible(then_interrupt=False):
+            _save(run, last)
         return f"{last} holds iteration {run.step}; fix the cause and `--resume`"
     except Exception as e:  # noqa: BLE001 - a full disk fails the save too; say so, keep the original error
-        return f"saving {last} failed as well ({type(e).__name__}: {e}); the last good save stays"
+        reason = os_error(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
+        return f"saving {last} failed as well ({reason}); the last good save stays"
 
 
 def _iteration(run: Run, batches, writer: RunLog) -> None:
@@ -272,48 +296,15 @@ def _iteration(run: Run, batches, writer: RunLog) -> None:
             (loss["total"] / run.accum).backward()
         for k, v in loss.items():
             terms[k] = terms.get(k, 0.0) + v.detach() / run.accum
-    with _uninterruptible():
+    cfg = run.cfg
+    with uninterruptible():  # the step, its record and the state a save records move together
         run.optimizer.step()
         run.optimizer.zero_grad(set_to_none=True)
         run.scheduler.step()
         run.step += 1
-    cfg = run.cfg
-    writer.step(run.step, terms, run.optimizer.param_groups[0]["lr"], waited, time.perf_counter() - t0,
-                run.step % cfg.log_every == 0 or run.step == cfg.iters)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (a scheduler stopping the job) ends the run like Ctrl-C: saved at the last completed step."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(*_):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def _uninterruptible():
-    """Defer Ctrl-C and SIGTERM until the block ends, so the parameters, scheduler and step count move together."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending = []
-    previous = {sig: signal.signal(sig, lambda *args: pending.append(args)) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if pending:
-            raise KeyboardInterrupt
+        writer.step(run.step, terms, run.optimizer.param_groups[0]["lr"], waited, time.perf_counter() - t0,
+                    run.step % cfg.log_every == 0 or run.step == cfg.iters)
+        run.resume_state = {"rng": ckpt_io.rng_state(), "log": writer.state()}
 
 
 def _check_same_run(saved: dict, cfg: TrainConfig, path: Path) -> None:

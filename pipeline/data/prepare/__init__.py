@@ -15,6 +15,7 @@ from oczss.errors import OCZSSError
 from oczss.pipeline.data.demo_scenes import MARKER, VERSION, ensure_demo
 from oczss.pipeline.data.names import canonical
 from oczss.pipeline.data.prepare import ade, captions, cityscapes, coco, context, voc
+from oczss.pipeline.outputs import check_writable
 from oczss.pipeline.data.prepare.runner import Summary, default_workers, execute
 
 NAMES = ("coco", "coco-object", "coco-captions", "voc", "context", "ade", "cityscapes", "demo")
@@ -30,6 +31,7 @@ def prepare(name: str, raw: str | Path | None, out: str | Path, workers: int | N
     name = canonical(name, NAMES + tuple(ALIASES))
     family = ALIASES.get(name, name)
     out = Path(out)
+    check_writable(out, "--out")
     if family == "demo":
         start, marker = time.perf_counter(), out / MARKER
         kept = marker.is_file() and marker.read_text().strip() == VERSION
