@@ -490,10 +490,11 @@ def predict(inputs, classes, method, out, save, batch_size, workers, device, wei
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on (another than the "
               "loopback one lets other machines upload).")
-@click.option("--port", default=7860, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--port", default=7860, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to serve on.")
 @click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="An OC-ZSS checkpoint to offer beside CASS (repeatable).")
-@click.option("--device", default="auto", show_default=True)
+@_device_option
 @click.option("--weights", default="pretrained", show_default=True, help="CASS's CLIP weights: pretrained, random "
               "(tests/demo) or a PATH.")
 @click.option("--dino-weights", help="CASS's DINO weights [default: pretrained; random with random --weights].")
