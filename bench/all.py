@@ -6,7 +6,7 @@
 The runs (each script's docstring says what it measures and its goals): precompute (2,000 synthetic 640 x 480
 images, R = 512, batch 32), model (Table 11 rows in both ORA spaces, batch 16, 512^2, bf16; forward FLOPs; peak
 inference memory), train (free / whole / view / online cluster modes, batch 16, 8 workers), eval (slide
-inference), prompts (the cluster modes' empty prompts, agreement and cost), cass (CASS against plain CLIP). Each
+inference), resize (eval preprocessing against cv2), prompts (the cluster modes' empty prompts, agreement and cost), cass (CASS against plain CLIP). Each
 script runs in its own process; a script that fails is recorded with its error and the others still run.
 """
 
@@ -25,6 +25,7 @@ PAPER = {
     "model": ["--batch", "16", "--size", "512", "--iters", "20"],
     "train": ["--batch", "16", "--size", "512", "--iters", "30", "--workers", "8", "--images", "96"],
     "eval": ["--images", "50"],
+    "resize": ["--images", "8"],
     "prompts": ["--views", "64", "--coco-images", "32"],
     "cass": ["--images", "20"],
 }
@@ -35,6 +36,7 @@ TINY = {
     "train": ["--tiny", "--batch", "2", "--size", "128", "--iters", "2", "--warmup", "1", "--workers", "0",
               "--images", "8"],
     "eval": ["--tiny", "--images", "2", "--workers", "0"],
+    "resize": ["--tiny", "--images", "2"],
     "prompts": ["--tiny", "--views", "8"],
     "cass": ["--tiny", "--images", "2", "--workers", "0"],
 }
