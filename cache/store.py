@@ -4,6 +4,7 @@
       <dataset>/<split>/          attrs["oczss"] = dataset, split, data_root, num_images, ...
         ids          uint8 [N, W]            image ids (UTF-8), the row order
         labels_k{K}  uint8 [N, S, S]         cluster maps; inner chunk = 1 image, shard = shard_size images
+        features, feature_shape              compact DINO tokens at each image's aspect (cache/schema.py)
         records      uint8 [shards, 65536]   one JSON completion record per shard (chunk = 1 record = 1 object)
     <cache>.lock                  the writer's lease while a precompute runs (cache/lock.py)
 
@@ -41,8 +42,9 @@ def array_layouts(params: CacheParams) -> dict[str, tuple[tuple[int, ...], str, 
     """{array name: (per-image shape, dtype, dimension names)} of every per-image array a cache of `params` has."""
     out = {f"labels_k{k}": ((params.grid, params.grid), "uint8", ("y", "x")) for k in params.ks}
     if params.feature_dim:
-        t = params.feature_grid
-        out["features"] = ((t, t, params.feature_dim), "float16", ("ty", "tx", "component"))
+        out["features"] = ((params.feature_grid, params.feature_long, params.feature_dim), "float16",
+                           ("short", "long", "component"))
+        out["feature_shape"] = ((2,), "uint16", ("grid_axis",))
     return out
 
 
@@ -59,6 +61,14 @@ def _damaged(url: str, where: str, error: Exception) -> OCZSSError:
                       f"run `oczss cache verify --cache {url}`, or rebuild the cache")
 
 
+def _group_names(root: zarr.Group) -> list[str]:
+    """The dataset groups of a cache, sorted ([] if its metadata cannot be read)."""
+    try:
+        return sorted(name for name, _ in root.groups())
+    except (ValueError, KeyError, TypeError, OSError):
+        return []
+
+
 class MaskCache:
     """A whole cache: parameters and the (dataset, split) groups it holds."""
 
@@ -68,8 +78,12 @@ class MaskCache:
         if not meta:
             raise OCZSSError(f"{url} is a Zarr store but not an oczss mask cache (no oczss metadata)")
         if meta.get("schema_version") != SCHEMA_VERSION:
+            names = _group_names(root)
+            which = names[0] if len(names) == 1 else "NAME"
+            each = f" for each NAME of {', '.join(names)}" if len(names) > 1 else ""
             raise OCZSSError(f"cache {url} has schema version {meta.get('schema_version')}, this oczss reads "
-                             f"{SCHEMA_VERSION}; rebuild it: `oczss precompute ... --cache NEW_CACHE`")
+                             f"{SCHEMA_VERSION} (DINO now sees each image at its aspect ratio); rebuild it: `oczss "
+                             f"precompute --dataset {which} --split all --cache NEW_CACHE`{each}")
         self.meta = meta
         try:
             self.params = CacheParams(**meta["params"])
@@ -294,7 +308,8 @@ class SplitCache:
     def write_shard(self, shard: int, arrays: dict[str, np.ndarray], failed: dict[str, str],
                     before_commit=None) -> None:
         """Write a shard's rows of every array ({name: [rows, ...]}: labels_k{K} uint8 [rows, S, S], features
-        float16 [rows, T, T, D]; failed rows zero), make them durable, then its record.
+        float16 [rows, T, L, D], feature_shape uint16 [rows, 2]; failed rows zero), make them durable, then its
+        record.
 
         `before_commit()` runs between the two (the writer's lease check)."""
         a, b = self.rows(shard)

@@ -52,21 +52,34 @@ class View:
         gy = np.clip((y * s).astype(np.int64), 0, s - 1)
         return cluster_map[gy[:, None], gx[None, :]].astype(np.int64).reshape(-1)
 
+    def patch_valid(self, rows: int, cols: int, patch: int) -> np.ndarray:
+        """Whether each patch of a rows x cols grid shows the image (its centre lies in the content) rather than
+        padding: bool [rows * cols]. Padding patches get no cluster."""
+        inside_x = (np.arange(cols) + 0.5) * patch < self.width
+        inside_y = (np.arange(rows) + 0.5) * patch < self.height
+        return (inside_y[:, None] & inside_x[None, :]).reshape(-1)
+
     def patch_features(self, feature_map: np.ndarray, rows: int, cols: int, patch: int) -> np.ndarray:
         """Feature of each patch of a rows x cols grid: float16 [rows * cols, D], bilinear between the token
-        centres of the whole image's feature map [T, T, D] (token (i, j) centred at ((j + 0.5) / T, (i + 0.5) / T),
-        clamped at the border), at each patch centre."""
-        t = feature_map.shape[0]
+        centres of the whole image's feature map [T_h, T_w, D] (token (i, j) centred at ((j + 0.5) / T_w,
+        (i + 0.5) / T_h), clamped at the border), at each patch centre."""
+        th, tw = feature_map.shape[:2]
         x, y = self.patch_centres(rows, cols, patch)
-        fx, fy = np.clip(x * t - 0.5, 0, t - 1), np.clip(y * t - 0.5, 0, t - 1)
-        x0, y0 = np.minimum(fx.astype(np.int64), t - 2 if t > 1 else 0), np.minimum(fy.astype(np.int64),
-                                                                                  t - 2 if t > 1 else 0)
-        x1, y1 = np.minimum(x0 + 1, t - 1), np.minimum(y0 + 1, t - 1)
-        wx, wy = (fx - x0)[None, :, None], (fy - y0)[:, None, None]
+        x0, x1, wx = _between(x * tw - 0.5, tw)
+        y0, y1, wy = _between(y * th - 0.5, th)
+        wx, wy = wx[None, :, None], wy[:, None, None]
         f = feature_map.astype(np.float32)
         top = f[y0][:, x0] * (1 - wx) + f[y0][:, x1] * wx
         bottom = f[y1][:, x0] * (1 - wx) + f[y1][:, x1] * wx
         return (top * (1 - wy) + bottom * wy).reshape(rows * cols, -1).astype(np.float16)
+
+
+def _between(position: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The two grid indices around each position (in grid units, clamped to [0, size - 1]) and the weight of the
+    second."""
+    f = np.clip(position, 0, size - 1)
+    i0 = np.minimum(f.astype(np.int64), max(size - 2, 0))
+    return i0, np.minimum(i0 + 1, size - 1), f - i0
 
 
 def random_crop(label: np.ndarray, crop: int, rng: np.random.Generator, cat_max_ratio: float = 0.75,

@@ -30,21 +30,21 @@ import torch
 
 from oczss.cache.location import resolve
 from oczss.cache.lock import WriterLock, check_holder
-from oczss.cache.schema import CacheParams
+from oczss.cache.schema import CacheParams, pack_grid
 from oczss.cache.store import MaskCache
 from oczss.errors import OCZSSError
-from oczss.model.clustering import cluster_maps
-from oczss.model.compaction import compact, fit_basis
+from oczss.model.compaction import fit_basis
 from oczss.model.dino import DEFAULT_MODEL, DinoFeatures, load_dino
 from oczss.model.weights import fingerprint
 from oczss.pipeline import console
 from oczss.pipeline.data.datasets import Dataset
-from oczss.pipeline.data.images import ImageError, load_resized
+from oczss.pipeline.data.images import ImageError
 from oczss.pipeline.runtime import device_type, resolve_device
+from oczss.pipeline.stage1.tokens import MAX_ASPECT, image_arrays, load_input, same_size_batches
 
 log = logging.getLogger(__name__)
 TASKS_PER_DEVICE = 2
-FEATURE_DIM = 32  # D of the compact features of the `view` cluster mode: 32 x 32 tokens x 32 x fp16 = 64 KB/image
+FEATURE_DIM = 32  # D of the compact features of the `view` cluster mode
 FIT_IMAGES = 64  # images whose DINO tokens fit a dataset's PCA basis
 
 
@@ -140,7 +140,7 @@ def _extractor(job: ShardJob, device: torch.device, model: torch.nn.Module | Non
     with _lock:
         if key not in _extractors:
             if model is None:
-                model = load_dino(p.dino_model, job.weights, p.input_size)
+                model = load_dino(p.dino_model, job.weights, p.input_size, dynamic=True)
                 if fingerprint(model) != p.fingerprint:
                     raise OCZSSError(f"DINO weights {job.weights!r} on this worker differ from the cache's "
                                      f"(fingerprint {p.fingerprint[:12]}…); give every worker the same checkpoint")
@@ -169,10 +169,11 @@ def _split(job: ShardJob):
         return _splits[key]
 
 
-def _decode(path: str, size: int) -> np.ndarray:
-    """uint8 [size, size, 3]; a file that vanished since the client checked is an error of the run."""
+def _decode(path: str, p: CacheParams) -> np.ndarray:
+    """The image as DINO sees it (pipeline/stage1/tokens.py), uint8 [h, w, 3]; a file that vanished since the
+    client checked is an error of the run."""
     try:
-        return load_resized(path, size)
+        return load_input(path, p.input_size, p.input_size // p.feature_grid, p.feature_long)
     except ImageError as e:
         if not os.path.exists(path):
             raise OCZSSError(f"image {path} is missing (it existed when the run started); nothing of its shard "
@@ -187,37 +188,39 @@ def run_shard(job: ShardJob, on_images: Callable[[int], None] | None = None,
     device = _device(job)
     extract = _extractor(job, device)
     split_cache = _split(job)
-    decoded = [_pool(job.decode_threads).submit(_decode, path, p.input_size) for path in job.paths]
+    decoded = [_pool(job.decode_threads).submit(_decode, path, p) for path in job.paths]
     n, s = len(job.ids), p.grid
     arrays = {f"labels_k{k}": np.zeros((n, s, s), np.uint8) for k in p.ks}
+    basis = None
     if p.feature_dim:
-        t = p.feature_grid
-        arrays["features"] = np.zeros((n, t, t, p.feature_dim), np.float16)
-        mean, basis = (torch.from_numpy(a).to(device) for a in job.basis)
+        arrays["features"] = np.zeros((n, p.feature_grid, p.feature_long, p.feature_dim), np.float16)
+        arrays["feature_shape"] = np.zeros((n, 2), np.uint16)
+        basis = tuple(torch.from_numpy(a).to(device) for a in job.basis)
     failed: dict[str, str] = {}
-    for start in range(0, n, job.batch_size):
-        rows, images = [], []
-        for i in range(start, min(start + job.batch_size, n)):
-            try:
-                images.append(decoded[i].result())
-                rows.append(i)
-            except ImageError as e:
-                failed[job.ids[i]] = str(e)
-                if on_failure:
-                    on_failure(job.ids[i], str(e))
-        if rows:
-            batch = torch.from_numpy(np.stack(images))
-            if device.type == "cuda":
-                batch = batch.pin_memory()
-            with _device_lock(device):  # one batch at a time on the device; the other task decodes meanwhile
-                tokens = extract.token_grid(extract.normalise(batch.to(device, non_blocking=True)))
-                maps = cluster_maps(extract.on_grid(tokens), [job.ids[i] for i in rows], p.seed, list(p.ks))
-                for k, lab in maps.items():
-                    arrays[f"labels_k{k}"][rows] = lab.cpu().numpy()
-                if p.feature_dim:
-                    arrays["features"][rows] = compact(tokens.permute(0, 2, 3, 1), mean, basis).cpu().numpy()
+    images = {}
+    for i, future in enumerate(decoded):
+        try:
+            images[i] = future.result()
+        except ImageError as e:
+            failed[job.ids[i]] = str(e)
+            if on_failure:
+                on_failure(job.ids[i], str(e))
+            if on_images:
+                on_images(1)
+    for rows in same_size_batches({i: im.shape for i, im in images.items()}, job.batch_size):
+        batch = torch.from_numpy(np.stack([images.pop(i) for i in rows]))
+        if device.type == "cuda":
+            batch = batch.pin_memory()
+        with _device_lock(device):  # one batch at a time on the device; the other task decodes meanwhile
+            maps, features = image_arrays(extract, batch.to(device, non_blocking=True), [job.ids[i] for i in rows],
+                                           p.seed, list(p.ks), basis)
+        for k, lab in maps.items():
+            arrays[f"labels_k{k}"][rows] = lab
+        if features is not None:
+            arrays["feature_shape"][rows] = features.shape[1:3]
+            arrays["features"][rows] = [pack_grid(f, p.feature_grid, p.feature_long) for f in features]
         if on_images:
-            on_images(min(start + job.batch_size, n) - start)
+            on_images(len(rows))
     split_cache.write_shard(job.shard, arrays, failed, before_commit=lambda: check_holder(job.cache, job.lease))
     return ShardResult(job.shard, job.split, n, failed)
 
@@ -261,20 +264,19 @@ def _missing_images(dataset: Dataset, ids: dict[str, list[str]]) -> list[str]:
 def fit_dataset_basis(model: torch.nn.Module, paths: list, cfg: PrecomputeConfig,
                       device_type: str) -> tuple[np.ndarray, np.ndarray]:
     """The PCA basis of the compact features (model/compaction.py), fitted on the DINO tokens of `paths` (the
-    dataset's first images; corrupt ones are left out): (mean float32 [C], basis float32 [C, D])."""
+    dataset's first images, each as DINO sees it in Stage 1; corrupt ones are left out): (mean float32 [C],
+    basis float32 [C, D])."""
     device = torch.device(device_type)
     extract = DinoFeatures(model, cfg.grid).to(device)
+    patch = model.patch_embed.patch_size[0]
     tokens = []
-    for start in range(0, len(paths), cfg.batch_size):
-        images = []
-        for path in paths[start:start + cfg.batch_size]:
-            try:
-                images.append(load_resized(path, cfg.input_size))
-            except ImageError:
-                continue
-        if images:
-            grid = extract.token_grid(extract.normalise(torch.from_numpy(np.stack(images)).to(device)))
-            tokens.append(grid.permute(0, 2, 3, 1).reshape(-1, grid.shape[1]).cpu())
+    for path in paths:
+        try:
+            image = load_input(path, cfg.input_size, patch, MAX_ASPECT * cfg.input_size // patch)
+        except ImageError:
+            continue
+        grid = extract.token_grid(extract.normalise(torch.from_numpy(image)[None].to(device)))
+        tokens.append(grid[0].flatten(1).T.cpu())
     if not tokens:
         raise OCZSSError(f"none of the first {len(paths)} images of {cfg.dataset} could be decoded to fit the "
                          f"compact features' basis")
@@ -303,7 +305,8 @@ def plan(cfg: PrecomputeConfig, lease: str, model: torch.nn.Module, device_type:
     params = CacheParams(dino_model=cfg.dino_model, fingerprint=fingerprint(model), input_size=cfg.input_size,
                          grid=cfg.grid, ks=tuple(sorted(set(cfg.ks))), seed=cfg.seed, device=device_type,
                          dtype="bfloat16" if device_type == "cuda" else "float32", shard_size=cfg.shard_size,
-                         feature_dim=cfg.feature_dim, feature_grid=cfg.input_size // patch if cfg.feature_dim else 0)
+                         feature_dim=cfg.feature_dim, feature_grid=cfg.input_size // patch,
+                         feature_long=MAX_ASPECT * cfg.input_size // patch)
     cache = MaskCache.create_or_open(url, params, random_weights=cfg.weights == "random")
     basis = None
     if cfg.feature_dim:
@@ -333,7 +336,7 @@ def precompute(cfg: PrecomputeConfig, progress: bool = True) -> PrecomputeSummar
     """Run Stage 1 for `cfg`; returns what was done. Safe to interrupt and run again."""
     Dataset(cfg.dataset, cfg.data_root).check("train" if cfg.split == "all" else cfg.split, labels=False)
     device_type = _device_type(cfg)
-    model = load_dino(cfg.dino_model, cfg.weights, cfg.input_size)
+    model = load_dino(cfg.dino_model, cfg.weights, cfg.input_size, dynamic=True)
     failed: dict[str, dict[str, str]] = {}
     with WriterLock(resolve(cfg.cache), force=cfg.force_unlock) as lease:
         jobs, skipped = plan(cfg, lease.token, model, device_type)
