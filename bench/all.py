@@ -6,8 +6,10 @@
 The runs (each script's docstring says what it measures and its goals): precompute (2,000 synthetic 640 x 480
 images, R = 512, batch 32), model (Table 11 rows in both ORA spaces, batch 16, 512^2, bf16; forward FLOPs; peak
 inference memory), train (free / whole / view / online cluster modes, batch 16, 8 workers), eval (slide
-inference), resize (eval preprocessing against cv2), prompts (the cluster modes' empty prompts, agreement and cost), cass (CASS against plain CLIP). Each
-script runs in its own process; a script that fails is recorded with its error and the others still run.
+inference), resize (eval preprocessing against cv2), prompts (the cluster modes' empty prompts, agreement and
+cost), view_features (the view mode's stored resolution, random DINO weights here; bench/tiny_dino.py trains the
+DINO for its other half), cass (CASS against plain CLIP). Each script runs in its own process; a script that
+fails is recorded with its error and the others still run.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ PAPER = {
     "eval": ["--images", "50"],
     "resize": ["--images", "8"],
     "prompts": ["--views", "64", "--coco-images", "32"],
+    "view_features": ["--dinos", "vit-b16", "--images", "6"],
     "cass": ["--images", "20"],
 }
 TINY = {
@@ -38,6 +41,7 @@ TINY = {
     "eval": ["--tiny", "--images", "2", "--workers", "0"],
     "resize": ["--tiny", "--images", "2"],
     "prompts": ["--tiny", "--views", "8"],
+    "view_features": ["--tiny", "--resolutions", "256,512"],
     "cass": ["--tiny", "--images", "2", "--workers", "0"],
 }
 

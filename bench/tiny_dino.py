@@ -7,7 +7,7 @@ Model: a timm VisionTransformer, patch 16, width 128, 4 blocks, 4 heads (dynamic
 `build()` makes. Data: synthetic scenes (pipeline/data/demo_scenes.py: textured backgrounds and shapes), 320 x 240
 and 240 x 320. Objective: self-distillation without labels as DINO does it (Caron et al. 2021): a student and
 an EMA teacher (momentum 0.99) on two random resized crops (128^2, 25-100 % of the area, flips, brightness and
-contrast jitter) of the same scene; each token goes through a head (MLP 128-256-64, then a weight-normalised
+contrast jitter) of the same scene, 8 scenes a step; each token goes through a head (MLP 128-256-64, then a weight-normalised
 linear layer to 256 prototypes); the teacher's outputs are centred (running mean, momentum 0.9) and sharpened
 (temperature 0.04), the student's softmax at temperature 0.1 is trained towards them by cross-entropy. DINO's
 image-level term on the class token, plus the same term per patch between the patches of the two crops that see
@@ -35,7 +35,7 @@ from oczss.pipeline.data.demo_scenes import scene
 from oczss.pipeline.runtime import resolve_device
 from prompts import adjusted_rand
 
-CROP, PATCH, PROTOTYPES = 128, 16, 256
+CROP, PATCH, PROTOTYPES, PAIRS = 128, 16, 256, 8
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
 
@@ -127,7 +127,7 @@ def structure(model, data, device) -> dict:
     """Top-8 variance share of the patch tokens and ARI of their K = 6 clusters with the labels (held-out scenes)."""
     tokens, aris = [], []
     for image, label in data:
-        x = torch.from_numpy(image).permute(2, 0, 1)[None].float().to(device)
+        x = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float().to(device)
         grid = model.forward_features((x - MEAN.to(device)) / STD.to(device))[0, 1:]
         tokens.append(grid.cpu())
         h, w = image.shape[0] // PATCH, image.shape[1] // PATCH
@@ -158,8 +158,8 @@ def train(minutes: float, device: torch.device, seed: int = 0) -> tuple[nn.Modul
     start, steps, losses = time.perf_counter(), 0, []
     while time.perf_counter() - start < minutes * 60:
         crops, pairs = [], []
-        for i in rng.choice(len(data), 16, replace=False):
-            image = torch.from_numpy(data[i][0]).permute(2, 0, 1).float()
+        for i in rng.choice(len(data), PAIRS, replace=False):
+            image = torch.from_numpy(data[i][0].copy()).permute(2, 0, 1).float()
             pair, boxes = crop_pair(image, rng)
             crops.append(pair)
             pairs.append((correspondence(boxes[0], boxes[1]), correspondence(boxes[1], boxes[0])))
@@ -173,7 +173,7 @@ def train(minutes: float, device: torch.device, seed: int = 0) -> tuple[nn.Modul
                 t.mul_(0.99).add_(s.detach(), alpha=0.01)
             center.mul_(0.9).add_(t_tok.mean((0, 1)), alpha=0.1)
         steps += 1
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     report.update(steps=steps, minutes=minutes, first_loss=round(np.mean(losses[:10]), 3),
                   last_loss=round(np.mean(losses[-10:]), 3), after=structure(teacher.eval(), held_out, device))
     return teacher, report
@@ -186,6 +186,8 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     device = resolve_device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # a shared CPU: one thread steps several times faster than contending ones
     model, report = train(args.minutes, device)
     torch.save(model.state_dict(), args.out)
     print(json.dumps({"device": str(device), "date": time.strftime("%Y-%m-%d"), **report}, indent=2))

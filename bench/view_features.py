@@ -2,7 +2,8 @@
 clusters with `online` clusters of the same training view, per stored resolution and view scale, and the bytes
 per image.
 
-    python bench/view_features.py --tiny-dino tiny-dino.pt [--device auto] [--images 6]
+    python bench/tiny_dino.py --out tiny-dino.pt               # a few minutes
+    python bench/view_features.py --tiny-dino tiny-dino.pt [--device auto] [--images 6] [--dinos vit-b16,trained]
     python bench/view_features.py --device cpu --tiny            # smoke run (tiny random DINO, 2 images)
 
 Views: synthetic COCO-size scenes (640 x 480 and 480 x 640; pipeline/data/demo_scenes.py) resized as training
@@ -116,6 +117,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--tiny", action="store_true", help="tiny random DINO, 2 images (smoke runs)")
+    ap.add_argument("--dinos", default="vit-b16,trained", help="vit-b16 (random weights), trained (--tiny-dino)")
     ap.add_argument("--tiny-dino", help="a state dict written by bench/tiny_dino.py")
     ap.add_argument("--images", type=int, default=6)
     ap.add_argument("--resolutions", default="256,384,448,512,640")
@@ -128,11 +130,14 @@ def main() -> None:
             (make_coco_like(Path(tmp) / str(i), 1, size=(640, 480) if i % 2 == 0 else (480, 640), labels=False)
              / "train2017").glob("*.jpg"))]
     dinos = {}
-    if args.tiny:
+    wanted = ["tiny"] if args.tiny else args.dinos.split(",")
+    if "tiny" in wanted:
         dinos["tiny (random)"] = load_dino("tiny", "random", 512, dynamic=True)
-    else:
+    if "vit-b16" in wanted:
         dinos["DINO ViT-B/16 (random)"] = load_dino(DEFAULT_MODEL, "random", 512, dynamic=True)
-    if args.tiny_dino:
+    if "trained" in wanted:
+        if not args.tiny_dino:
+            ap.error("--dinos trained needs --tiny-dino PATH (python bench/tiny_dino.py --out PATH makes one)")
         model = build()
         model.load_state_dict(torch.load(args.tiny_dino, map_location="cpu", weights_only=True))
         dinos["tiny DINO trained here (bench/tiny_dino.py)"] = model.eval()

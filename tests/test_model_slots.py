@@ -38,7 +38,8 @@ def test_slot_attention_model_and_recipes():
     assert slot.model["refiner"] == "slot_attention" and not slot.model["granular"]
     assert OCZSSConfig(**slot.model).ora_iterations == OCZSSConfig(**ora.model).ora_iterations == 4
     assert resolve("voc-t7-none", None).model == resolve("voc-t6-ora", None).model  # 87.1 = Table 6 row 2
-    assert resolve("coco-vpt10", None).model["num_vpt"] == 10 and resolve("coco-inductive", None).model["num_vpt"] == 100
+    assert resolve("coco-vpt10", None).model["num_vpt"] == 10
+    assert resolve("coco-inductive", None).model["num_vpt"] == 100  # OTSeg's COCO config
     model = build_model(OCZSSConfig(**{**slot.model, "backbone": "tiny", "weights": "random"}))
     assert isinstance(model.refiner, SlotAttention)
     groups = model.parameter_groups()
