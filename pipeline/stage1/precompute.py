@@ -57,7 +57,7 @@ class PrecomputeConfig:
     data_root: str | None = None
     split: str = "train"
     ks: tuple[int, ...] = (6, 8)
-    input_size: int = 512
+    input_size: int = 448  # the short side; chosen from bench/view_features.py (README)
     grid: int = 64
     batch_size: int = 32
     device: str = "auto"
