@@ -40,7 +40,7 @@ from oczss.pipeline import console
 from oczss.pipeline.data.datasets import Dataset
 from oczss.pipeline.data.images import ImageError
 from oczss.pipeline.runtime import device_type, resolve_device
-from oczss.pipeline.stage1.tokens import MAX_ASPECT, image_arrays, load_input, same_size_batches
+from oczss.pipeline.stage1.tokens import MAX_ASPECT, image_arrays, load_input
 
 log = logging.getLogger(__name__)
 TASKS_PER_DEVICE = 2
@@ -183,7 +183,8 @@ def _decode(path: str, p: CacheParams) -> np.ndarray:
 
 def run_shard(job: ShardJob, on_images: Callable[[int], None] | None = None,
               on_failure: Callable[[str, str], None] | None = None) -> ShardResult:
-    """Compute one shard's cluster maps for every K and write it; corrupt images are recorded, not fatal."""
+    """Compute one shard's cluster maps for every K and write it; corrupt images are recorded, not fatal. Images
+    are taken in order as they decode and go to DINO in batches of one size (a batch runs as soon as it is full)."""
     p = job.params
     device = _device(job)
     extract = _extractor(job, device)
@@ -197,32 +198,45 @@ def run_shard(job: ShardJob, on_images: Callable[[int], None] | None = None,
         arrays["feature_shape"] = np.zeros((n, 2), np.uint16)
         basis = tuple(torch.from_numpy(a).to(device) for a in job.basis)
     failed: dict[str, str] = {}
-    images = {}
+    pending: dict[tuple, list[tuple[int, np.ndarray]]] = {}  # image size -> (row, image) waiting for a batch
     for i, future in enumerate(decoded):
         try:
-            images[i] = future.result()
+            image = future.result()
         except ImageError as e:
             failed[job.ids[i]] = str(e)
             if on_failure:
                 on_failure(job.ids[i], str(e))
             if on_images:
                 on_images(1)
-    for rows in same_size_batches({i: im.shape for i, im in images.items()}, job.batch_size):
-        batch = torch.from_numpy(np.stack([images.pop(i) for i in rows]))
-        if device.type == "cuda":
-            batch = batch.pin_memory()
-        with _device_lock(device):  # one batch at a time on the device; the other task decodes meanwhile
-            maps, features = image_arrays(extract, batch.to(device, non_blocking=True), [job.ids[i] for i in rows],
-                                           p.seed, list(p.ks), basis)
-        for k, lab in maps.items():
-            arrays[f"labels_k{k}"][rows] = lab
-        if features is not None:
-            arrays["feature_shape"][rows] = features.shape[1:3]
-            arrays["features"][rows] = [pack_grid(f, p.feature_grid, p.feature_long) for f in features]
-        if on_images:
-            on_images(len(rows))
+            continue
+        batch = pending.setdefault(image.shape, [])
+        batch.append((i, image))
+        if len(batch) == job.batch_size:
+            _run_batch(job, extract, device, basis, pending.pop(image.shape), arrays, on_images)
+    for batch in pending.values():
+        _run_batch(job, extract, device, basis, batch, arrays, on_images)
     split_cache.write_shard(job.shard, arrays, failed, before_commit=lambda: check_holder(job.cache, job.lease))
     return ShardResult(job.shard, job.split, n, failed)
+
+
+def _run_batch(job: ShardJob, extract: DinoFeatures, device: torch.device, basis, batch: list[tuple[int, np.ndarray]],
+               arrays: dict[str, np.ndarray], on_images: Callable[[int], None] | None) -> None:
+    """DINO and the clustering for same-sized images [(row, uint8 [h, w, 3])]; their rows of `arrays` filled."""
+    p = job.params
+    rows = [i for i, _ in batch]
+    images = torch.from_numpy(np.stack([image for _, image in batch]))
+    if device.type == "cuda":
+        images = images.pin_memory()
+    with _device_lock(device):  # one batch at a time on the device; the other task decodes meanwhile
+        maps, features = image_arrays(extract, images.to(device, non_blocking=True), [job.ids[i] for i in rows],
+                                      p.seed, list(p.ks), basis)
+    for k, lab in maps.items():
+        arrays[f"labels_k{k}"][rows] = lab
+    if features is not None:
+        arrays["feature_shape"][rows] = features.shape[1:3]
+        arrays["features"][rows] = [pack_grid(f, p.feature_grid, p.feature_long) for f in features]
+    if on_images:
+        on_images(len(rows))
 
 
 # -- the client side -------------------------------------------------------------------------------------------

@@ -41,14 +41,6 @@ def load_input(path: Path | str, short: int, patch: int, long_tokens: int) -> np
     return dino_input(np.asarray(load_rgb(path)), short, patch, long_tokens)
 
 
-def same_size_batches(sizes: dict[int, tuple[int, ...]], batch_size: int) -> list[list[int]]:
-    """Rows grouped by image size (DINO runs a batch of one size), in row order, at most batch_size per batch."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for row, size in sizes.items():
-        groups.setdefault(size, []).append(row)
-    return [rows[i:i + batch_size] for rows in groups.values() for i in range(0, len(rows), batch_size)]
-
-
 def image_arrays(extract: DinoFeatures, images: torch.Tensor, ids: list[str], seed: int, ks: list[int],
                  basis: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[dict[int, np.ndarray], np.ndarray | None]:
     """One batch of same-sized DINO inputs uint8 [B, h, w, 3] on the device -> ({k: cluster maps uint8 [B, S, S]},
