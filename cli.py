@@ -188,7 +188,7 @@ _PC = {f.name: f.default for f in dataclasses.fields(PrecomputeConfig)}
 @click.option("--ks", default=",".join(map(str, _PC["ks"])), show_default=True, callback=_ints,
               help="Cluster counts K (one FPS run serves all).")
 @click.option("--input-size", default=_PC["input_size"], type=COUNT, show_default=True,
-              help="R: the whole image is resized to R x R for DINO.")
+              help="R: DINO sees the image with its short side at R, the long side rounded to the patch.")
 @click.option("--grid", default=_PC["grid"], type=COUNT, show_default=True,
               help="S: DINO features are resized to S x S before clustering.")
 @click.option("--batch-size", default=_PC["batch_size"], type=COUNT, show_default=True, help="Images per DINO batch.")

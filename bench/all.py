@@ -4,11 +4,13 @@
     python bench/all.py --tiny --device cpu                    # a smoke run of every script on a CPU
 
 The runs (each script's docstring says what it measures and its goals): precompute (2,000 synthetic 640 x 480
-images, R = 512, batch 32), model (Table 11 rows in both ORA spaces, batch 16, 512^2, bf16; forward FLOPs; peak
+images, the default R, batch 32), model (Table 11 rows in both ORA spaces, batch 16, 512^2, bf16; forward FLOPs; peak
 inference memory), train (free / whole / view / online cluster modes, batch 16, 8 workers), eval (slide
-inference), prompts (the cluster modes' empty prompts, agreement and cost), cass (CASS against plain CLIP), sm
-(Split Matching's parameter counts and training step), predict (a folder through the API against one image at a
-time). Each script runs in its own process; a script that fails is recorded with its error and the others still run.
+inference), resize (eval preprocessing against cv2), prompts (the cluster modes' empty prompts, agreement and
+cost), view_features (the view mode's stored resolution, random DINO weights here; bench/tiny_dino.py trains the
+DINO for its other half), cass (CASS against plain CLIP), sm (Split Matching's parameter counts and training step),
+predict (a folder through the API against one image at a time). Each script runs in its own process; a script that
+fails is recorded with its error and the others still run.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ PAPER = {
     "model": ["--batch", "16", "--size", "512", "--iters", "20"],
     "train": ["--batch", "16", "--size", "512", "--iters", "30", "--workers", "8", "--images", "96"],
     "eval": ["--images", "50"],
+    "resize": ["--images", "8"],
     "prompts": ["--views", "64", "--coco-images", "32"],
+    "view_features": ["--dinos", "vit-b16", "--images", "6"],
     "cass": ["--images", "20"],
     "sm": ["--batch", "16", "--size", "512", "--iters", "20"],
     "predict": ["--images", "48", "--batch-size", "8", "--workers", "4"],
@@ -38,7 +42,9 @@ TINY = {
     "train": ["--tiny", "--batch", "2", "--size", "128", "--iters", "2", "--warmup", "1", "--workers", "0",
               "--images", "8"],
     "eval": ["--tiny", "--images", "2", "--workers", "0"],
+    "resize": ["--tiny", "--images", "2"],
     "prompts": ["--tiny", "--views", "8"],
+    "view_features": ["--tiny", "--resolutions", "256,512"],
     "cass": ["--tiny", "--images", "2", "--workers", "0"],
     "sm": ["--tiny", "--batch", "2", "--size", "64", "--iters", "2", "--warmup", "1"],
     "predict": ["--tiny", "--images", "4", "--batch-size", "2", "--workers", "1"],

@@ -1,11 +1,12 @@
 """Stage 1 throughput: end-to-end precompute images/s against the DINO forward alone, in one run.
 
-    python bench/precompute.py [--device auto] [--input-size 512] [--batch-size 32] [--images 256]
+    python bench/precompute.py [--device auto] [--input-size 448] [--batch-size 32] [--images 256]
 
-Both measurements use the same device, input size, batch size and DINO (ViT-B/16 by default, random weights:
+Both measurements use the same device, input size (640 x 480 at short side R: 592 x 448 for R = 448), batch size
+and DINO (ViT-B/16 by default, random weights:
 the same arithmetic as the real ones, and nothing to download). The images are synthetic 640x480 JPEG scenes
 (the COCO size) in the COCO-Stuff layout. Prints images/s of each, their ratio, and bytes per image on disk.
-Goals (issue 2): ratio >= 0.8 on a 2-core CPU; on an H100 at R=512 >= 1000 images/s end to end and ratio >= 0.7;
+Goals (issue 2): ratio >= 0.8 on a 2-core CPU; on an H100 at the default R >= 1000 images/s end to end and ratio >= 0.7;
 <= 1.5 KB per image for K in {6, 8}, S = 64; the view mode's compact features <= 64 KB per image (issue 12).
 """
 
@@ -26,12 +27,13 @@ from oczss.cache.store import MaskCache
 from oczss.model.dino import DinoFeatures, load_dino
 from oczss.pipeline.stage1.precompute import PrecomputeConfig, precompute
 from oczss.pipeline.runtime import resolve_device
+from oczss.pipeline.stage1.tokens import MAX_ASPECT, input_size
 from synthetic import make_coco_like
 
 
-def time_forward(extract: DinoFeatures, device: torch.device, size: int, batch: int, iters: int) -> float:
-    """Images/s of the DINO forward alone on a uint8 batch already on the device."""
-    x = torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8, device=device)
+def time_forward(extract: DinoFeatures, device: torch.device, size: tuple[int, int], batch: int, iters: int) -> float:
+    """Images/s of the DINO forward alone on a uint8 batch of (w, h) images already on the device."""
+    x = torch.randint(0, 256, (batch, size[1], size[0], 3), dtype=torch.uint8, device=device)
     for _ in range(2):
         extract(x)
     if device.type == "cuda":
@@ -47,7 +49,7 @@ def time_forward(extract: DinoFeatures, device: torch.device, size: int, batch: 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--input-size", type=int, default=512)
+    ap.add_argument("--input-size", type=int, default=PrecomputeConfig.input_size)
     ap.add_argument("--grid", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--images", type=int, default=256)
@@ -69,9 +71,11 @@ def main() -> None:
         summary = precompute(cfg, progress=False)
         group = MaskCache.open(cfg.cache).split("coco", "train").group
         stored = {name: a.nbytes_stored() / summary.images for name, a in group.arrays()}
-        extract = DinoFeatures(load_dino(args.dino_model, "random", args.input_size), args.grid).to(device)
+        dino = load_dino(args.dino_model, "random", args.input_size, dynamic=True)
+        extract = DinoFeatures(dino, args.grid).to(device)
         iters = args.forward_iters or max(1, args.images // args.batch_size)
-        forward = time_forward(extract, device, args.input_size, args.batch_size, iters)
+        size = input_size(640, 480, args.input_size, extract.patch, MAX_ASPECT * args.input_size // extract.patch)
+        forward = time_forward(extract, device, size, args.batch_size, iters)
     e2e = summary.images_per_second
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",

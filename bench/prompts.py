@@ -30,7 +30,7 @@ from oczss.model.dino import DEFAULT_MODEL, DinoFeatures, load_dino
 from oczss.model.names import TINY
 from oczss.pipeline.data.datasets import Dataset
 from oczss.pipeline.data.demo_scenes import ensure_demo
-from oczss.pipeline.data.images import load_resized
+from oczss.pipeline.stage1.tokens import MAX_ASPECT, load_input
 from oczss.pipeline.runtime import resolve_device
 from oczss.pipeline.stage1.precompute import PrecomputeConfig, precompute
 from oczss.pipeline.stage2.clusters import StepClusters, open_cached
@@ -54,7 +54,7 @@ def adjusted_rand(a: np.ndarray, b: np.ndarray) -> float:
 
 def measure(name: str, dataset: Dataset, cache: str, views: int, device: torch.device, dino: DinoFeatures,
             crop: int, size: int) -> dict:
-    """The figures of one dataset: views are crop x crop, Stage 1 saw size x size."""
+    """The figures of one dataset: views are crop x crop, Stage 1 saw each image with the short side `size`."""
     samples = dataset.samples("train")
     data = {}
     for mode in ("whole", "view"):
@@ -79,11 +79,12 @@ def measure(name: str, dataset: Dataset, cache: str, views: int, device: torch.d
         _sync(device)
         out["modes"][mode] = {"device_ms_per_view": 1000 * (time.perf_counter() - start) / views,
                               "host_ms_per_view": 1000 * host.get(mode if mode != "online" else "view", 0.0)}
+    valid = batch["view"]["valid"]  # padding patches have no cluster (-1) in every mode
     for mode, lab in labels.items():
-        present = torch.stack([torch.bincount(row, minlength=N_O)[:N_O] > 0 for row in lab]).sum(1)
+        present = torch.stack([torch.bincount(row[row >= 0], minlength=N_O)[:N_O] > 0 for row in lab]).sum(1)
         out["modes"][mode]["empty_prompts_per_view"] = float((N_O - present).float().mean())
         out["modes"][mode]["ari_with_online"] = float(np.mean([
-            adjusted_rand(a.cpu().numpy(), b.cpu().numpy()) for a, b in zip(lab, labels["online"])]))
+            adjusted_rand(a[v].cpu().numpy(), b[v].cpu().numpy()) for a, b, v in zip(lab, labels["online"], valid)]))
     # compact width: the view mode's partition from D components against the full-width tokens, same views
     full = _full_width_views(data["view"], keys, dino, device, side, size)
     first = batch["view"]["first"]
@@ -101,11 +102,12 @@ def measure(name: str, dataset: Dataset, cache: str, views: int, device: torch.d
 
 
 def _full_width_views(data: TrainData, keys, dino: DinoFeatures, device, side: int, size: int) -> torch.Tensor:
-    """The full-width DINO tokens of each view's source image (as Stage 1 sees it, size x size), sampled at the
-    view's patch centres as the view mode samples the compact ones: [views, side^2, C]."""
+    """The full-width DINO tokens of each view's source image (as Stage 1 sees it: short side `size`, aspect kept),
+    sampled at the view's patch centres as the view mode samples the compact ones: [views, side^2, C]."""
     out = []
     for index, position in keys:
-        image = torch.from_numpy(load_resized(data.samples[index].image, size))[None].to(device)
+        image = load_input(data.samples[index].image, size, dino.patch, MAX_ASPECT * size // dino.patch)
+        image = torch.from_numpy(image)[None].to(device)
         grid = dino.token_grid(dino.normalise(image))[0].permute(1, 2, 0).cpu().numpy()
         out.append(torch.from_numpy(_view_of(data, index, position).patch_features(grid, side, side, 16)).float())
     return torch.stack(out).to(device)

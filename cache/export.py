@@ -5,7 +5,8 @@
         ids          vlen str [N]
         status       uint8 [N]          0 missing, 1 done, 2 failed
         labels_k{K}  uint8 [N, S, S]    chunks of one image, gzip
-        features     float16 [N, T, T, D]   (when the cache stores them)
+        features     float16 [N, T, L, D], feature_shape uint16 [N, 2]   (when the cache stores them;
+                                        cache/schema.py's layout)
 Every array carries its dimension names as HDF5 dimension labels, the Zarr arrays' own (`image`, `y`, `x`, ...),
 and `ids` is attached as the dimension scale of every `image` axis (h5py: `dset.dims[0].label`, `dset.dims[0][0]`).
 Copied one shard at a time, each checked against its record first (a damaged shard stops the export). The file

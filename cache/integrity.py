@@ -1,11 +1,11 @@
 """The one check of a shard against its completion record, used by `verify`, `info` and every reader of labels.
 
 A shard is sound when its record names its own shard and rows, its ids hash to the record's ids_sha256 (the
-labels belong to these images), each of its arrays (labels_k{K}, features) decodes and hashes to the record's
-sha256 for it, the record covers exactly the arrays the cache's parameters describe, labels hold values < K, every
-failed image it lists lies in the shard with all-zero rows, and the cache's parameters and the dataset's
-compact-features basis hash to what the record bound when it was written (records written before oczss bound
-them carry no such sha256 and are not checked for it). A shard without a record is unfinished.
+labels belong to these images), each of its arrays (labels_k{K}, features, feature_shape) decodes and hashes to
+the record's sha256 for it, the record covers exactly the arrays the cache's parameters describe, labels hold values
+< K, token grids (feature_shape) fit the stored features, every failed image it lists lies in the shard with
+all-zero rows, and the cache's parameters and the dataset's compact-features basis hash to what the record bound
+when it was written. A shard without a record is unfinished.
 """
 
 from __future__ import annotations
@@ -57,6 +57,11 @@ def shard_problems(shapes: dict[str, tuple], ids: list[str], rows: tuple[int, in
             out.append(f"{tag} {name}: shape {array.shape}, expected {(b - a, *shapes[name])}")
         elif k is not None and array.size and int(array.max()) >= k:
             out.append(f"{tag} {name}: {int((array >= k).sum())} label values >= K={k} (max {int(array.max())})")
+        elif name == "feature_shape" and "features" in shapes and array.size:
+            short, long = shapes["features"][:2]
+            over = (array.min(1) > short) | (array.max(1) > long)
+            if over.any():
+                out.append(f"{tag} {name}: {int(over.sum())} token grids larger than the stored {short} x {long}")
     if record is None:
         return out + [f"{tag}: not finished (no completion record; run precompute again to finish it)"]
     if record.get("rows") != [a, b] or record.get("shard") != shard:

@@ -7,7 +7,9 @@ Every array is a plain unsigned-integer Zarr v3 array with named dimensions, so 
 (tensorstore, xarray, zarr-python) reads the whole cache:
     ids          uint8 [N, W]           (image, id_byte): UTF-8 image ids, NUL-padded to the longest
     labels_k{K}  uint8 [N, S, S]        (image, y, x)
-    features     float16 [N, T, T, D]   (image, ty, tx, component): compact DINO tokens (only if feature_dim > 0)
+    features     float16 [N, T, L, D]   (image, short, long, component): compact DINO tokens (only if feature_dim > 0),
+                                        each image's grid stored short side first (`pack_grid`), zero-padded to L
+    feature_shape uint16 [N, 2]         (image, grid_axis): each image's token grid (rows, cols) as DINO saw it
     records      uint8 [shards, 65536]  (shard, record_byte): one UTF-8 JSON completion record per shard, NUL-padded
 Per dataset group, when features are stored: feature_mean float32 [C] and feature_basis float32 [C, D], the PCA
 that made them (model/compaction.py).
@@ -24,7 +26,7 @@ import numpy as np
 
 from oczss.errors import OCZSSError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4  # 4: DINO sees each image at its aspect ratio; features [N, T, L, D] with feature_shape
 RECORD_BYTES = 65536
 REASON_CHARS = 200
 
@@ -33,11 +35,13 @@ REASON_CHARS = 200
 class CacheParams:
     """Everything that changes the cluster labels; two runs into one cache must agree on all of it.
 
-    dino_model: timm model name; fingerprint: sha256 of the loaded DINO weights; input_size: R (whole image
-    resized to R x R); grid: S (cluster maps are S x S); ks: cluster counts; seed: first-FPS-centre seed;
-    device: device type the features were computed on ("cpu"/"cuda"); dtype: DINO compute dtype;
-    shard_size: images per shard object; feature_dim: D, the width of the stored compact DINO tokens (0: none
-    stored); feature_grid: T, their grid (R / the DINO patch).
+    dino_model: timm model name; fingerprint: sha256 of the loaded DINO weights; input_size: R (DINO sees each
+    image with its short side resized to R and its long side to the nearest multiple of the patch, at most
+    feature_long patches); grid: S (cluster maps are S x S over the whole image); ks: cluster counts; seed:
+    first-FPS-centre seed; device: device type the features were computed on ("cpu"/"cuda"); dtype: DINO compute
+    dtype; shard_size: images per shard object; feature_dim: D, the width of the stored compact DINO tokens (0:
+    none stored); feature_grid: T = R / the DINO patch, the tokens of an image's short side; feature_long: L, the
+    most tokens of its long side (longer images are squeezed to it).
     """
 
     dino_model: str
@@ -51,6 +55,7 @@ class CacheParams:
     shard_size: int
     feature_dim: int = 0
     feature_grid: int = 0
+    feature_long: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "ks", tuple(self.ks))  # a JSON list when read back from the metadata
@@ -88,6 +93,20 @@ def check_params(url: str, stored: CacheParams, wanted: CacheParams) -> None:
     if diff:
         raise OCZSSError(f"cache {url} was made with other parameters:\n  " + "\n  ".join(diff)
                          + "\nRun with the cache's parameters, or write to a new --cache.")
+
+
+def pack_grid(grid: np.ndarray, short: int, long: int) -> np.ndarray:
+    """An image's token grid [rows, cols, D] as stored: short side first, zero-padded to [short, long, D]."""
+    out = np.zeros((short, long, grid.shape[-1]), grid.dtype)
+    upright = grid if grid.shape[0] <= grid.shape[1] else grid.transpose(1, 0, 2)
+    out[:upright.shape[0], :upright.shape[1]] = upright
+    return out
+
+
+def unpack_grid(stored: np.ndarray, shape) -> np.ndarray:
+    """The inverse of pack_grid: the stored [T, L, D] of an image whose grid is `shape` = (rows, cols)."""
+    rows, cols = int(shape[0]), int(shape[1])
+    return stored[:rows, :cols] if rows <= cols else stored[:cols, :rows].transpose(1, 0, 2)
 
 
 def encode_ids(ids: list[str]) -> np.ndarray:

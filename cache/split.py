@@ -33,8 +33,9 @@ def array_layouts(params: CacheParams) -> dict[str, tuple[tuple[int, ...], str, 
     """{array name: (per-image shape, dtype, dimension names)} of every per-image array a cache of `params` has."""
     out = {f"labels_k{k}": ((params.grid, params.grid), "uint8", ("y", "x")) for k in params.ks}
     if params.feature_dim:
-        t = params.feature_grid
-        out["features"] = ((t, t, params.feature_dim), "float16", ("ty", "tx", "component"))
+        out["features"] = ((params.feature_grid, params.feature_long, params.feature_dim), "float16",
+                           ("short", "long", "component"))
+        out["feature_shape"] = ((2,), "uint16", ("grid_axis",))
     return out
 
 
@@ -164,7 +165,8 @@ class SplitCache:
     def write_shard(self, shard: int, arrays: dict[str, np.ndarray], failed: dict[str, str],
                     before_commit=None) -> None:
         """Write a shard's rows of every array ({name: [rows, ...]}: labels_k{K} uint8 [rows, S, S], features
-        float16 [rows, T, T, D]; failed rows zero), make them durable, then its record.
+        float16 [rows, T, L, D], feature_shape uint16 [rows, 2]; failed rows zero), make them durable, then its
+        record.
 
         `before_commit()` runs between the two (the writer's lease check)."""
         a, b = self.rows(shard)

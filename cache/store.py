@@ -2,7 +2,8 @@
 
     <cache>/                      root group, attrs["oczss"] = metadata (cache/schema.py)
       <dataset>/                  feature_mean, feature_basis: the compact features' PCA (attrs feature_basis)
-      <dataset>/<split>/          one split (cache/split.py): ids, labels_k{K}, features, records
+      <dataset>/<split>/          one split (cache/split.py): ids, labels_k{K}, features and feature_shape (compact
+                                  DINO tokens at each image's aspect, cache/schema.py), records
     <cache>.lock                  the writer's lease while a precompute runs (cache/lock.py)
 
 `MaskCache` opens or creates the root (refusing other parameters), records a dataset's basis, and creates a split's
@@ -33,6 +34,14 @@ def default_cache_url() -> str:
     return os.environ.get("OCZSS_CACHE", "oczss-cache.zarr")
 
 
+def _group_names(root: zarr.Group) -> list[str]:
+    """The dataset groups of a cache, sorted ([] if its metadata cannot be read)."""
+    try:
+        return sorted(name for name, _ in root.groups())
+    except (ValueError, KeyError, TypeError, OSError):
+        return []
+
+
 class MaskCache:
     """A whole cache: parameters and the (dataset, split) groups it holds."""
 
@@ -42,8 +51,12 @@ class MaskCache:
         if not meta:
             raise OCZSSError(f"{url} is a Zarr store but not an oczss mask cache (no oczss metadata)")
         if meta.get("schema_version") != SCHEMA_VERSION:
+            names = _group_names(root)
+            which = names[0] if len(names) == 1 else "NAME"
+            each = f" for each NAME of {', '.join(names)}" if len(names) > 1 else ""
             raise OCZSSError(f"cache {url} has schema version {meta.get('schema_version')}, this oczss reads "
-                             f"{SCHEMA_VERSION}; rebuild it: `oczss precompute ... --cache NEW_CACHE`")
+                             f"{SCHEMA_VERSION} (DINO now sees each image at its aspect ratio); rebuild it: `oczss "
+                             f"precompute --dataset {which} --split all --cache NEW_CACHE`{each}")
         self.meta, self._basis_digests = meta, {}
         try:
             self.params = CacheParams(**meta["params"])

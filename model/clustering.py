@@ -16,16 +16,19 @@ import hashlib
 import torch
 
 
-def fps_voronoi(features: torch.Tensor, ks: list[int], first: torch.Tensor) -> dict[int, torch.Tensor]:
+def fps_voronoi(features: torch.Tensor, ks: list[int], first: torch.Tensor,
+                valid: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
     """Farthest-point sampling then nearest-centre (Voronoi) assignment, batched.
 
     Args:
         features: [B, N, C] patch features (any float dtype; distances are computed in fp32).
         ks: cluster counts, each in [1, N].
         first: LongTensor[B], index of each image's first centre (Alg. 1 step 4, "pick c_1 uniformly").
+        valid: BoolTensor[B, N] or None (all): the points that take part (a view's padding patches do not). The
+            first centre is the valid point of rank first mod (valid points), which is `first` when all are valid.
     Returns:
         {k: LongTensor[B, N]} labels in [0, k): l_i = argmin_{t<k} ||F_i - F_{c_t}||^2 (Alg. 1 step 5), ties to
-        the lower centre index.
+        the lower centre index; -1 for points that are not valid.
     """
     if features.dim() != 3:
         raise ValueError(f"features must be [B, N, C], got shape {tuple(features.shape)}")
@@ -40,6 +43,10 @@ def fps_voronoi(features: torch.Tensor, ks: list[int], first: torch.Tensor) -> d
     sq = x.square().sum(-1)  # [B, N]: ||F_i||^2
     dists = x.new_empty(b, kmax, n)  # dists[:, t] = squared distance of every point to centre t
     centre = first.to(x.device)
+    if valid is not None:
+        valid = valid.to(x.device)
+        rank = centre % valid.sum(1).clamp(min=1)
+        centre = (valid & (valid.cumsum(1) - 1 == rank[:, None])).long().argmax(1)
     nearest = None
     with _ieee_fp32(x.is_cuda):
         for t in range(kmax):
@@ -47,9 +54,12 @@ def fps_voronoi(features: torch.Tensor, ks: list[int], first: torch.Tensor) -> d
             dot = torch.bmm(x, x[rows, centre].unsqueeze(-1)).squeeze(-1)
             dists[:, t] = (sq - 2 * dot + sq[rows, centre].unsqueeze(1)).clamp_(min=0)
             nearest = dists[:, t] if nearest is None else torch.minimum(nearest, dists[:, t])
+            if valid is not None:
+                nearest = nearest.masked_fill(~valid, -1.0)  # never a centre
             if t + 1 < kmax:
                 centre = nearest.argmax(dim=1)  # Alg. 1 step 4: c_t = argmax_i min_{j<t} d(F_i, F_cj)
-    return {k: dists[:, :k].argmin(dim=1) for k in sorted(set(ks))}
+    out = {k: dists[:, :k].argmin(dim=1) for k in sorted(set(ks))}
+    return out if valid is None else {k: lab.masked_fill(~valid, -1) for k, lab in out.items()}
 
 
 @contextlib.contextmanager

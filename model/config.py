@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from oczss.errors import OCZSSError
 
 MASK_SOURCES = ("dino", "clip", "region", "none")
-REFINERS = ("ora", "cross_attention", "none")
+REFINERS = ("ora", "slot_attention", "cross_attention", "none")
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,9 @@ class OCZSSConfig:
         or `none` (no object prompts; ORA then starts from random object features, Table 6 row 2).
     num_objects: n_o, object prompts / object features (Table 14; 6 for VOC and COCO, 8 for Context).
     object_prompt_init (paper silent): frozen value of every object prompt, `cls` (CLIP's class token) or `random`.
-    refiner (§3.3, Table 8): `ora`, `cross_attention` (stacked plain cross-attention, PF attends to OF) or `none`.
-    ora_iterations: S (Table 10; 4, 5 for Context). ora_update: `gru` (eqs. 8, 10) or `residual` (Table 8 "ORA w/o
+    refiner (§3.3, Table 8): `ora`, `slot_attention` (Locatello et al.'s, model/slots.py), `cross_attention`
+        (stacked plain cross-attention, PF attends to OF) or `none`.
+    ora_iterations: S (Table 10; 4, 5 for Context); slot attention iterates as often (Table 8). ora_update: `gru` (eqs. 8, 10) or `residual` (Table 8 "ORA w/o
         GRU"). shared_gru (paper silent): one GRU for both stages. ora_space (paper silent): `width` (the
         transformer's last-layer tokens, 768-d) or `embed` (after the frozen output projection, 512-d).
     ora_head_dim: channels per attention head in the refiner (paper silent; CLIP's 64).
@@ -88,7 +89,7 @@ class OCZSSConfig:
         positive = ["num_vpt", "decoder_layers", "sinkhorn_iters", "ora_head_dim"]
         if self.object_prompts or self.refiner != "none":
             positive.append("num_objects")
-        if self.refiner == "ora":
+        if self.refiner in ("ora", "slot_attention"):
             positive.append("ora_iterations")  # Table 10's S = 0 is refiner="none"
         if self.refiner == "cross_attention":
             positive.append("cross_attention_layers")

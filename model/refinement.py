@@ -76,13 +76,13 @@ class ORA(nn.Module):
                 k_or, v_or, q_pr = self.patch_proj(pf, patch_grid)
             else:
                 k_or, v_or, q_pr = self.patch_proj(pf).chunk(3, dim=-1)
-            of = _update(self.gru_objects, of, self.or_out(attend(self.or_q(of), k_or, v_or, self.heads)))
+            of = update(self.gru_objects, of, self.or_out(attend(self.or_q(of), k_or, v_or, self.heads)))
             k_pr, v_pr = self.pr_kv(of).chunk(2, dim=-1)
-            pf = _update(self.gru_patches, pf, self.pr_out(attend(q_pr, k_pr, v_pr, self.heads)))
+            pf = update(self.gru_patches, pf, self.pr_out(attend(q_pr, k_pr, v_pr, self.heads)))
         return of, pf
 
 
-def _update(cell: nn.GRUCell | None, prev: torch.Tensor, refined: torch.Tensor) -> torch.Tensor:
+def update(cell: nn.GRUCell | None, prev: torch.Tensor, refined: torch.Tensor) -> torch.Tensor:
     """GRU(hidden = prev, input = refined) per token (eqs. 8, 10), or prev + refined without a GRU."""
     if cell is None:
         return prev + refined

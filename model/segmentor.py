@@ -26,6 +26,7 @@ from oczss.model.encoder import PromptedEncoder
 from oczss.model.losses import segmentation_loss
 from oczss.model.masking import region_labels
 from oczss.model.refinement import ORA, ORA_GATE_BIAS, CrossAttentionStack
+from oczss.model.slots import SlotAttention
 
 
 class OCZSS(nn.Module):
@@ -47,6 +48,8 @@ class OCZSS(nn.Module):
         if c.refiner == "ora":
             self.refiner = ORA(dim, c.ora_iterations, c.ora_head_dim, c.granular, c.dilations, c.ora_update,
                                c.shared_gru, ORA_GATE_BIAS if c.ora_gate_init == "keep" else None)
+        elif c.refiner == "slot_attention":
+            self.refiner = SlotAttention(dim, c.ora_iterations, ORA_GATE_BIAS if c.ora_gate_init == "keep" else None)
         elif c.refiner == "cross_attention":
             self.refiner = CrossAttentionStack(dim, c.cross_attention_layers, c.ora_head_dim)
         if self.refiner is not None and not c.object_prompts:
@@ -126,6 +129,14 @@ class OCZSS(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Everything the optimiser gets: VPT, prompt_proj/norm, the refiner and the decoder; never the CLIP."""
         return [p for p in self.parameters() if p.requires_grad]
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The trainable parameters by learning-rate group: `refiner` (ORA or its Table 8 replacement, new in
+        OC-ZSS) and `reference` (OTSeg's: VPT, prompt_proj / prompt_norm and the decoder); empty groups left out."""
+        refiner = [p for p in self.refiner.parameters() if p.requires_grad] if self.refiner is not None else []
+        ids = {id(p) for p in refiner}
+        groups = {"reference": [p for p in self.trainable_parameters() if id(p) not in ids], "refiner": refiner}
+        return {name: params for name, params in groups.items() if params}
 
     def trainable_state_dict(self) -> dict:
         """The state dict without the frozen CLIP (which `build_model` reloads from `config.weights`, or takes from

@@ -124,8 +124,8 @@ def test_export_hdf5_equals_cache(built, tmp_path):
         for k in (3, 5):
             assert np.array_equal(g[f"labels_k{k}"][:], sc.labels(k)[:])
         assert (g["status"][:] == 1).all()
-        for name, dims in (("labels_k3", ["image", "y", "x"]), ("features", ["image", "ty", "tx", "component"]),
-                           ("status", ["image"])):  # the Zarr arrays' dimension names, as HDF5 dimension labels
+        for name, dims in (("labels_k3", ["image", "y", "x"]), ("features", ["image", "short", "long", "component"]),
+                           ("feature_shape", ["image", "grid_axis"]), ("status", ["image"])):  # the Zarr arrays' dimension names, as HDF5 dimension labels
             assert [d.label for d in g[name].dims] == dims, name
             assert g[name].dims[0][0] == g["ids"]  # the ids are the image axis' dimension scale
         assert [d.label for d in f["demo/feature_basis"].dims] == ["channel", "component"]

@@ -228,7 +228,7 @@ def test_paths_are_resolved_on_the_client_and_a_missing_image_is_an_error_of_the
     shutil.copytree(demo_root, root)
     monkeypatch.chdir(tmp_path)
     cfg = tiny(Path("demo"), "rel.zarr", split="val")  # relative, as a user types them
-    model = load_dino("tiny", "random", 64)
+    model = load_dino("tiny", "random", 64, dynamic=True)
     jobs, _ = plan(cfg, "token", model, cache_params(cfg, model, "cpu"), check_inputs(cfg))
     assert all(Path(job.cache).is_absolute() and all(Path(p).is_absolute() for p in job.paths) for job in jobs)
     assert jobs[0].device == "auto" and jobs[0].params.device == "cpu"  # each worker resolves auto to this type

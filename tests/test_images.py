@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from oczss.pipeline.data.images import ImageError, load_resized, load_rgb
+from oczss.pipeline.data.images import ImageError, load_rgb
+from oczss.pipeline.stage1.tokens import input_size, load_input
 
 
 @pytest.mark.parametrize("mode", ["L", "CMYK", "P", "RGBA", "LA", "I;16", "1"])
@@ -20,12 +21,14 @@ def test_modes_convert_to_rgb(tmp_path, mode):
         assert np.array_equal(a[..., 0], a[..., 2]) and np.array_equal(a[..., 0], np.asarray(im))
 
 
-def test_resized_whole_image(tmp_path):
+def test_stage1_input_keeps_the_aspect_ratio(tmp_path):
     path = tmp_path / "x.jpg"
     Image.new("RGB", (300, 100), (10, 200, 30)).save(path)
-    out = load_resized(path, 64)
-    assert out.shape == (64, 64, 3) and out.dtype == np.uint8
-    assert abs(int(out[32, 32, 1]) - 200) < 4
+    out = load_input(path, 64, 16, 8)  # the long side 192 -> at most 8 patches of 16 = 128
+    assert out.shape == (64, 128, 3) and out.dtype == np.uint8
+    assert abs(int(out[32, 64, 1]) - 200) < 4
+    assert input_size(500, 375, 64, 16, 8) == (80, 64)  # 85.3 -> the nearest multiple of 16
+    assert input_size(375, 500, 64, 16, 8) == (64, 80) and input_size(64, 64, 64, 16, 8) == (64, 64)
 
 
 def test_truncated_garbage_and_missing(tmp_path):

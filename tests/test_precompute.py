@@ -20,7 +20,9 @@ from oczss.cache.verify import verify
 from oczss.errors import OCZSSError
 from oczss.model.clustering import first_centres, fps_voronoi
 from oczss.model.dino import DinoFeatures, load_dino
-from oczss.pipeline.data.images import load_resized
+from oczss.cache.schema import unpack_grid
+from oczss.model.compaction import compact
+from oczss.pipeline.stage1.tokens import load_input
 from oczss.pipeline.stage1.precompute import PrecomputeConfig, precompute
 
 TINY = dict(dataset="demo", weights="random", dino_model="tiny", input_size=64, grid=8, ks=(3, 5),
@@ -63,14 +65,19 @@ def test_round_trip_equals_direct_computation(demo_root, tmp_path):
     assert summary.images == 16 and summary.shards_run == 4 and summary.random_weights
     sc = MaskCache.open(str(tmp_path / "c.zarr")).split("demo", "val")
     assert (sc.status() == DONE).all() and sc.ids == sorted(sc.ids)
-    extract = DinoFeatures(load_dino("tiny", "random", 64), 8)
-    ids = sc.ids[5:9]
-    images = torch.from_numpy(np.stack([load_resized(demo_root / "val2017" / f"{i}.jpg", 64) for i in ids]))
-    direct = fps_voronoi(extract(images), [3, 5], first_centres(ids, 0, 64))
-    for k in (3, 5):
-        cached = sc.labels(k)[5:9]
-        assert cached.dtype == np.uint8 and cached.shape == (4, 8, 8)
-        assert np.array_equal(cached, direct[k].view(4, 8, 8).numpy())
+    extract = DinoFeatures(load_dino("tiny", "random", 64, dynamic=True), 8)
+    mean, basis = (torch.from_numpy(a) for a in MaskCache.open(str(tmp_path / "c.zarr")).basis("demo"))
+    features, shapes = sc.array("features")[:], sc.array("feature_shape")[:]
+    assert features.shape == (16, 4, 8, 32) and shapes.dtype == np.uint16
+    for row, i in enumerate(sc.ids):  # each image on its own, at its aspect ratio (demo images are 4:3, 3:4, 1:1)
+        image = torch.from_numpy(load_input(demo_root / "val2017" / f"{i}.jpg", 64, 16, 8))[None]
+        tokens = extract.token_grid(extract.normalise(image))
+        direct = fps_voronoi(extract.on_grid(tokens), [3, 5], first_centres([i], 0, 64))
+        for k in (3, 5):
+            assert np.array_equal(sc.labels(k)[row], direct[k].view(8, 8).numpy())
+        grid = compact(tokens.permute(0, 2, 3, 1), mean, basis)[0].numpy()
+        assert tuple(shapes[row]) == grid.shape[:2] and grid.shape[:2] in ((4, 5), (5, 4), (4, 4), (4, 6))
+        assert np.array_equal(unpack_grid(features[row], shapes[row]), grid)
     assert verify(str(tmp_path / "c.zarr")) == []
 
 

@@ -8,14 +8,10 @@ from PIL import Image
 
 from oczss.pipeline.stage2.loader import UNSEEN, Positions, label_lut
 from oczss.pipeline.data.datasets import SPECS
-from oczss.pipeline.data.transforms import (View, eval_size, normalise, photometric, random_crop, rescale_size,
-                                       train_view, windows)
+from oczss.pipeline.data.transforms import View, normalise, photometric, random_crop, train_view, windows
 
 
-def test_rescale_and_test_size_and_windows():
-    assert rescale_size(500, 375, (2048, 512)) == (683, 512)
-    assert rescale_size(500, 375, (520, 520)) == (520, 390)  # Context: the long side sets the scale
-    assert eval_size(500, 375, 512) == (683, 512)
+def test_windows():
     assert windows(683, 512, 512, 426) == [(0, 0, 512, 512), (171, 0, 512, 512)]
     wins = windows(700, 520, 480, 80)
     assert wins[0] == (0, 0, 480, 480) and wins[-1] == (220, 40, 480, 480) and len(wins) == 2 * 4

@@ -2,9 +2,10 @@
 sliding windows, class probabilities over synonyms, the background threshold.
 
 Per image (uint8 [H, W, 3]): resize so the short side is `short_side` (mmseg's Resize(scale=(2048, S),
-keep_ratio) arithmetic), CLIP-normalise; the prior from the whole resized image (prior_source `image`); windows of
-`window` x `window` at `stride` (clamped to the image, as mmseg slides) or the whole image (slide off: one window,
-whose own [CLS] is the whole image's, so CLIP's trunk runs once for the prior and the logits), all windows
+keep_ratio): sizes and cv2's interpolation as pipeline/data/resize.py reproduces them), CLIP-normalise; the prior
+from the whole resized image (prior_source `image`); windows of `window` x `window` at `stride` (clamped to the
+image, as mmseg slides) or the whole image (slide off: one window, whose own [CLS] is the whole image's, so CLIP's
+trunk runs once for the prior and the logits), all windows
 of an image in batches through CASS.window_logits; overlapping logits averaged, resized bilinearly to the
 original size, x logit_scale, softmax over every query name; each class takes the max over its names (synonyms);
 argmax; pixels whose best class probability is below prob_threshold become class 0 (the background line).
@@ -23,7 +24,8 @@ import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
 from oczss.model.cass import CASS, CASSConfig
-from oczss.pipeline.data.transforms import rescale_size, resize, windows
+from oczss.pipeline.data.resize import rescale
+from oczss.pipeline.data.transforms import windows
 from oczss.pipeline.runtime import autocast
 
 WINDOWS_PER_BATCH = 16
@@ -49,8 +51,8 @@ class CassSegmenter:
         """Class probabilities fp32 [K, H, W] at the image's own resolution (max over each class's names)."""
         c = self.config
         h0, w0 = image.shape[:2]
-        sw, sh = rescale_size(w0, h0, (2048, c.short_side))
-        resized, _ = resize(image, None, (sw, sh))
+        resized = rescale(image, (2048, c.short_side))
+        sh, sw = resized.shape[:2]
         x = (torch.from_numpy(resized).to(self.device).permute(2, 0, 1).float() - self.mean) / self.std
         # whole-image mode: the one window is the image, so its own [CLS] is the image prior (one CLIP trunk pass)
         prior = None

@@ -29,19 +29,15 @@ class ImageError(Exception):
         self.path, self.reason = str(path), reason
 
 
-def load_rgb(path: Path | str, draft: tuple[int, int] | None = None) -> Image.Image:
+def load_rgb(path: Path | str) -> Image.Image:
     """Decode an image fully and return it as RGB (grayscale, CMYK, palette, 16-bit and alpha converted).
 
-    draft: a target size for JPEG DCT-domain downscaling (decodes at 1/2, 1/4 or 1/8 scale while the result stays
-    at least that large); a speed-up for Stage 1, which resizes the whole image anyway.
     Raises ImageError for a missing, unreadable, corrupt or truncated file (PIL's truncated-image check stays on).
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
-                if draft is not None and im.format == "JPEG":
-                    im.draft("RGB", draft)
                 im.load()
                 return to_rgb(ImageOps.exif_transpose(im))
     except FileNotFoundError:
@@ -67,8 +63,3 @@ def to_rgb(im: Image.Image) -> Image.Image:
         return Image.alpha_composite(background, rgba).convert("RGB")
     return im.convert("RGB")
 
-
-def load_resized(path: Path | str, size: int) -> np.ndarray:
-    """The whole image resized to size x size (bilinear, aspect not kept): uint8 [size, size, 3]."""
-    im = load_rgb(path, draft=(size, size))
-    return np.array(im.resize((size, size), Image.BILINEAR))

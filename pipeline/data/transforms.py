@@ -2,7 +2,7 @@
 
 Training view: Resize (ratio U(0.5, 2) of the dataset's img_scale, aspect kept) -> RandomCrop (cat_max_ratio 0.75,
 10 tries) -> horizontal flip (p 0.5) -> PhotoMetricDistortion -> ImageNet Normalize -> Pad (image 0, label 255).
-Test view: short side resized to the dataset's test size. Every view carries a `View`, the map from its pixel
+Test view: short side resized to the dataset's test size (pipeline/data/resize.py `rescale`). Every view carries a `View`, the map from its pixel
 coordinates back to the original image's normalised coordinates; the cached S x S cluster grid covers the whole
 original image, so a view's per-patch cluster labels are the grid cells under its patch centres.
 """
@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from oczss.model import IGNORE
+from oczss.pipeline.data.resize import bilinear, nearest, ratio_scale, rescale_size
 
 MEAN = np.array([123.675, 116.28, 103.53], np.float32)
 STD = np.array([58.395, 57.12, 57.375], np.float32)
@@ -51,34 +52,34 @@ class View:
         gy = np.clip((y * s).astype(np.int64), 0, s - 1)
         return cluster_map[gy[:, None], gx[None, :]].astype(np.int64).reshape(-1)
 
+    def patch_valid(self, rows: int, cols: int, patch: int) -> np.ndarray:
+        """Whether each patch of a rows x cols grid shows the image (its centre lies in the content) rather than
+        padding: bool [rows * cols]. Padding patches get no cluster."""
+        inside_x = (np.arange(cols) + 0.5) * patch < self.width
+        inside_y = (np.arange(rows) + 0.5) * patch < self.height
+        return (inside_y[:, None] & inside_x[None, :]).reshape(-1)
+
     def patch_features(self, feature_map: np.ndarray, rows: int, cols: int, patch: int) -> np.ndarray:
         """Feature of each patch of a rows x cols grid: float16 [rows * cols, D], bilinear between the token
-        centres of the whole image's feature map [T, T, D] (token (i, j) centred at ((j + 0.5) / T, (i + 0.5) / T),
-        clamped at the border), at each patch centre."""
-        t = feature_map.shape[0]
+        centres of the whole image's feature map [T_h, T_w, D] (token (i, j) centred at ((j + 0.5) / T_w,
+        (i + 0.5) / T_h), clamped at the border), at each patch centre."""
+        th, tw = feature_map.shape[:2]
         x, y = self.patch_centres(rows, cols, patch)
-        fx, fy = np.clip(x * t - 0.5, 0, t - 1), np.clip(y * t - 0.5, 0, t - 1)
-        x0, y0 = np.minimum(fx.astype(np.int64), t - 2 if t > 1 else 0), np.minimum(fy.astype(np.int64),
-                                                                                  t - 2 if t > 1 else 0)
-        x1, y1 = np.minimum(x0 + 1, t - 1), np.minimum(y0 + 1, t - 1)
-        wx, wy = (fx - x0)[None, :, None], (fy - y0)[:, None, None]
+        x0, x1, wx = _between(x * tw - 0.5, tw)
+        y0, y1, wy = _between(y * th - 0.5, th)
+        wx, wy = wx[None, :, None], wy[:, None, None]
         f = feature_map.astype(np.float32)
         top = f[y0][:, x0] * (1 - wx) + f[y0][:, x1] * wx
         bottom = f[y1][:, x0] * (1 - wx) + f[y1][:, x1] * wx
         return (top * (1 - wy) + bottom * wy).reshape(rows * cols, -1).astype(np.float16)
 
 
-def rescale_size(w: int, h: int, scale: tuple[float, float]) -> tuple[int, int]:
-    """mmcv imrescale: the largest size with aspect kept inside (long, short) = scale."""
-    factor = min(max(scale) / max(w, h), min(scale) / min(w, h))
-    return int(w * factor + 0.5), int(h * factor + 0.5)
-
-
-def resize(image: np.ndarray, label: np.ndarray | None, size: tuple[int, int]):
-    """Bilinear image, nearest label, to size = (w, h)."""
-    img = np.array(Image.fromarray(image).resize(size, Image.BILINEAR))
-    lab = None if label is None else np.array(Image.fromarray(label).resize(size, Image.NEAREST))
-    return img, lab
+def _between(position: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The two grid indices around each position (in grid units, clamped to [0, size - 1]) and the weight of the
+    second."""
+    f = np.clip(position, 0, size - 1)
+    i0 = np.minimum(f.astype(np.int64), max(size - 2, 0))
+    return i0, np.minimum(i0 + 1, size - 1), f - i0
 
 
 def random_crop(label: np.ndarray, crop: int, rng: np.random.Generator, cat_max_ratio: float = 0.75,
@@ -135,13 +136,16 @@ def normalise(image: np.ndarray) -> np.ndarray:
 
 def train_view(image: np.ndarray, label: np.ndarray, img_scale: tuple[int, int], crop: int,
                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, View]:
-    """One augmented training view: float32 [3, crop, crop], uint8 [crop, crop] (255 = ignore/pad), its View."""
+    """One augmented training view: float32 [3, crop, crop], uint8 [crop, crop] (255 = ignore/pad), its View.
+
+    The resize is mmseg's (pipeline/data/resize.py: the scale truncated to integers, cv2's bilinear image and
+    nearest label); the image is resized only inside the crop, which equals cropping the whole resized image."""
     h, w = label.shape
-    ratio = rng.uniform(0.5, 2.0)
-    sw, sh = rescale_size(w, h, (img_scale[0] * ratio, img_scale[1] * ratio))
-    image, label = resize(image, label, (sw, sh))
+    sw, sh = rescale_size(w, h, ratio_scale(img_scale, rng.uniform(0.5, 2.0)))
+    label = nearest(label, (sw, sh))
     top, left = random_crop(label, crop, rng)
-    image, label = image[top:top + crop, left:left + crop], label[top:top + crop, left:left + crop]
+    label = label[top:top + crop, left:left + crop]
+    image = bilinear(image, (sw, sh), (left, top, label.shape[1], label.shape[0]))
     flip = bool(rng.random() < 0.5)
     if flip:
         image, label = image[:, ::-1], label[:, ::-1]
@@ -152,12 +156,6 @@ def train_view(image: np.ndarray, label: np.ndarray, img_scale: tuple[int, int],
     out_img[:, :ch, :cw] = normalise(image)
     out_lab[:ch, :cw] = label
     return out_img, out_lab, View(cw, ch, left, top, sw, sh, flip)
-
-
-def eval_size(w: int, h: int, short: int) -> tuple[int, int]:
-    """Test resize: short side to `short`, aspect kept (mmseg Resize with min_size, docs/protocol.md §2)."""
-    factor = short / min(w, h)
-    return int(w * factor + 0.5), int(h * factor + 0.5)
 
 
 def windows(w: int, h: int, crop: int, stride: int) -> list[tuple[int, int, int, int]]:

@@ -12,7 +12,7 @@ from oczss.model.names import DINO_B16, check_name
 from oczss.pipeline.data.names import DATASETS, canonical, images_of
 
 log = logging.getLogger(__name__)
-FEATURE_DIM = 32  # D of the compact features of the `view` cluster mode: 32 x 32 tokens x 32 x fp16 = 64 KB/image
+FEATURE_DIM = 32  # D of the compact features of the `view` cluster mode
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class PrecomputeConfig:
     data_root: str | None = None
     split: str = "train"
     ks: tuple[int, ...] = (6, 8)
-    input_size: int = 512
+    input_size: int = 448  # the short side; chosen from bench/view_features.py (README)
     grid: int = 64
     batch_size: int = 32
     device: str = "auto"

@@ -38,9 +38,10 @@ from oczss.model.dino import DinoFeatures, load_dino
 from oczss.model.weights import fingerprint
 from oczss.pipeline import console
 from oczss.pipeline.data.datasets import Dataset
-from oczss.pipeline.data.images import ImageError, load_resized
+from oczss.pipeline.data.images import ImageError
 from oczss.pipeline.runtime import device_type, resolve_device
 from oczss.pipeline.stage1.config import PrecomputeConfig
+from oczss.pipeline.stage1.tokens import MAX_ASPECT, load_input
 from oczss.pipeline.stage1.shards import ShardJob, ShardResult, extractor, run_shard, worker_device
 
 log = logging.getLogger(__name__)
@@ -85,20 +86,19 @@ def _missing_images(dataset: Dataset, ids: dict[str, list[str]]) -> list[str]:
 def fit_dataset_basis(model: torch.nn.Module, paths: list, cfg: PrecomputeConfig,
                       device_type: str) -> tuple[np.ndarray, np.ndarray]:
     """The PCA basis of the compact features (model/compaction.py), fitted on the DINO tokens of `paths` (the
-    dataset's first images; corrupt ones are left out): (mean float32 [C], basis float32 [C, D])."""
+    dataset's first images, each as DINO sees it in Stage 1; corrupt ones are left out): (mean float32 [C],
+    basis float32 [C, D])."""
     device = torch.device(device_type)
     extract = DinoFeatures(model, cfg.grid).to(device)
+    patch = model.patch_embed.patch_size[0]
     tokens = []
-    for start in range(0, len(paths), cfg.batch_size):
-        images = []
-        for path in paths[start:start + cfg.batch_size]:
-            try:
-                images.append(load_resized(path, cfg.input_size))
-            except ImageError:
-                continue
-        if images:
-            grid = extract.token_grid(extract.normalise(torch.from_numpy(np.stack(images)).to(device)))
-            tokens.append(grid.permute(0, 2, 3, 1).reshape(-1, grid.shape[1]).cpu())
+    for path in paths:
+        try:
+            image = load_input(path, cfg.input_size, patch, MAX_ASPECT * cfg.input_size // patch)
+        except ImageError:
+            continue
+        grid = extract.token_grid(extract.normalise(torch.from_numpy(image)[None].to(device)))
+        tokens.append(grid[0].flatten(1).T.cpu())
     if not tokens:
         raise OCZSSError(f"none of the first {len(paths)} images of {cfg.dataset} could be decoded to fit the "
                          f"compact features' basis")
@@ -130,8 +130,8 @@ def cache_params(cfg: PrecomputeConfig, model: torch.nn.Module, device_type: str
     return CacheParams(dino_model=cfg.dino_model, fingerprint=fingerprint(model), input_size=cfg.input_size,
                        grid=cfg.grid, ks=tuple(sorted(set(cfg.ks))), seed=cfg.seed, device=device_type,
                        dtype="bfloat16" if device_type == "cuda" else "float32", shard_size=cfg.shard_size,
-                       feature_dim=cfg.feature_dim,
-                       feature_grid=cfg.input_size // model.patch_embed.patch_size[0] if cfg.feature_dim else 0)
+                       feature_dim=cfg.feature_dim, feature_grid=cfg.input_size // model.patch_embed.patch_size[0],
+                       feature_long=MAX_ASPECT * cfg.input_size // model.patch_embed.patch_size[0])
 
 
 def plan(cfg: PrecomputeConfig, lease: str, model: torch.nn.Module, params: CacheParams,
@@ -173,7 +173,7 @@ def precompute(cfg: PrecomputeConfig, progress: bool = True) -> PrecomputeSummar
     failed: dict[str, dict[str, str]] = {}
     with _scheduler(cfg.scheduler) as client:  # a dead address is refused before anything is written
         device_type = _device_type(cfg, client)
-        model = load_dino(cfg.dino_model, cfg.weights, cfg.input_size)
+        model = load_dino(cfg.dino_model, cfg.weights, cfg.input_size, dynamic=True)
         params = cache_params(cfg, model, device_type)
         existing = MaskCache.existing(url)
         if existing is not None:

@@ -18,15 +18,14 @@ import numpy as np
 import torch
 
 from oczss.cache.lock import check_holder
-from oczss.cache.schema import CacheParams
+from oczss.cache.schema import CacheParams, pack_grid
 from oczss.cache.store import MaskCache
 from oczss.errors import OCZSSError
-from oczss.model.clustering import cluster_maps
-from oczss.model.compaction import compact
 from oczss.model.dino import DinoFeatures, load_dino
 from oczss.model.weights import fingerprint
-from oczss.pipeline.data.images import ImageError, load_resized
+from oczss.pipeline.data.images import ImageError
 from oczss.pipeline.runtime import resolve_device
+from oczss.pipeline.stage1.tokens import image_arrays, load_input
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ def extractor(job: ShardJob, device: torch.device, model: torch.nn.Module | None
     with _lock:
         if key not in _extractors:
             if model is None:
-                model = load_dino(p.dino_model, job.weights, p.input_size)
+                model = load_dino(p.dino_model, job.weights, p.input_size, dynamic=True)
                 if fingerprint(model) != p.fingerprint:
                     raise OCZSSError(f"DINO weights {job.weights!r} on this worker differ from the cache's "
                                      f"(fingerprint {p.fingerprint[:12]}…); give every worker the same checkpoint")
@@ -109,10 +108,11 @@ def _split(job: ShardJob):
         return _splits[key]
 
 
-def _decode(path: str, size: int) -> np.ndarray:
-    """uint8 [size, size, 3]; a file that vanished since the client checked is an error of the run."""
+def _decode(path: str, p: CacheParams) -> np.ndarray:
+    """The image as DINO sees it (pipeline/stage1/tokens.py), uint8 [h, w, 3]; a file that vanished since the
+    client checked is an error of the run."""
     try:
-        return load_resized(path, size)
+        return load_input(path, p.input_size, p.input_size // p.feature_grid, p.feature_long)
     except ImageError as e:
         if not os.path.exists(path):
             raise OCZSSError(f"image {path} is missing (it existed when the run started); nothing of its shard "
@@ -122,41 +122,57 @@ def _decode(path: str, size: int) -> np.ndarray:
 
 def run_shard(job: ShardJob, on_images: Callable[[int], None] | None = None,
               on_failure: Callable[[str, str], None] | None = None) -> ShardResult:
-    """Compute one shard's cluster maps for every K and write it; corrupt images are recorded, not fatal."""
+    """Compute one shard's cluster maps for every K and write it; corrupt images are recorded, not fatal. Images
+    are taken in order as they decode and go to DINO in batches of one size (a batch runs as soon as it is full)."""
     p = job.params
     device = worker_device(job)
     extract = extractor(job, device)
     split_cache = _split(job)
-    decoded = [_pool(job.decode_threads).submit(_decode, path, p.input_size) for path in job.paths]
+    decoded = [_pool(job.decode_threads).submit(_decode, path, p) for path in job.paths]
     n, s = len(job.ids), p.grid
     arrays = {f"labels_k{k}": np.zeros((n, s, s), np.uint8) for k in p.ks}
+    basis = None
     if p.feature_dim:
-        t = p.feature_grid
-        arrays["features"] = np.zeros((n, t, t, p.feature_dim), np.float16)
-        mean, basis = (torch.from_numpy(a).to(device) for a in job.basis)
+        arrays["features"] = np.zeros((n, p.feature_grid, p.feature_long, p.feature_dim), np.float16)
+        arrays["feature_shape"] = np.zeros((n, 2), np.uint16)
+        basis = tuple(torch.from_numpy(a).to(device) for a in job.basis)
     failed: dict[str, str] = {}
-    for start in range(0, n, job.batch_size):
-        rows, images = [], []
-        for i in range(start, min(start + job.batch_size, n)):
-            try:
-                images.append(decoded[i].result())
-                rows.append(i)
-            except ImageError as e:
-                failed[job.ids[i]] = str(e)
-                if on_failure:
-                    on_failure(job.ids[i], str(e))
-        if rows:
-            batch = torch.from_numpy(np.stack(images))
-            if device.type == "cuda":
-                batch = batch.pin_memory()
-            with _device_lock(device):  # one batch at a time on the device; the other task decodes meanwhile
-                tokens = extract.token_grid(extract.normalise(batch.to(device, non_blocking=True)))
-                maps = cluster_maps(extract.on_grid(tokens), [job.ids[i] for i in rows], p.seed, list(p.ks))
-                for k, lab in maps.items():
-                    arrays[f"labels_k{k}"][rows] = lab.cpu().numpy()
-                if p.feature_dim:
-                    arrays["features"][rows] = compact(tokens.permute(0, 2, 3, 1), mean, basis).cpu().numpy()
-        if on_images:
-            on_images(min(start + job.batch_size, n) - start)
+    pending: dict[tuple, list[tuple[int, np.ndarray]]] = {}  # image size -> (row, image) waiting for a batch
+    for i, future in enumerate(decoded):
+        try:
+            image = future.result()
+        except ImageError as e:
+            failed[job.ids[i]] = str(e)
+            if on_failure:
+                on_failure(job.ids[i], str(e))
+            if on_images:
+                on_images(1)
+            continue
+        batch = pending.setdefault(image.shape, [])
+        batch.append((i, image))
+        if len(batch) == job.batch_size:
+            _run_batch(job, extract, device, basis, pending.pop(image.shape), arrays, on_images)
+    for batch in pending.values():
+        _run_batch(job, extract, device, basis, batch, arrays, on_images)
     split_cache.write_shard(job.shard, arrays, failed, before_commit=lambda: check_holder(job.cache, job.lease))
     return ShardResult(job.shard, job.split, n, failed)
+
+
+def _run_batch(job: ShardJob, extract: DinoFeatures, device: torch.device, basis, batch: list[tuple[int, np.ndarray]],
+               arrays: dict[str, np.ndarray], on_images: Callable[[int], None] | None) -> None:
+    """DINO and the clustering for same-sized images [(row, uint8 [h, w, 3])]; their rows of `arrays` filled."""
+    p = job.params
+    rows = [i for i, _ in batch]
+    images = torch.from_numpy(np.stack([image for _, image in batch]))
+    if device.type == "cuda":
+        images = images.pin_memory()
+    with _device_lock(device):  # one batch at a time on the device; the other task decodes meanwhile
+        maps, features = image_arrays(extract, images.to(device, non_blocking=True), [job.ids[i] for i in rows],
+                                      p.seed, list(p.ks), basis)
+    for k, lab in maps.items():
+        arrays[f"labels_k{k}"][rows] = lab
+    if features is not None:
+        arrays["feature_shape"][rows] = features.shape[1:3]
+        arrays["features"][rows] = [pack_grid(f, p.feature_grid, p.feature_long) for f in features]
+    if on_images:
+        on_images(len(rows))

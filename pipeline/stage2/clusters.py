@@ -1,11 +1,13 @@
 """Where object prompts get their clusters in Stage 2: the three cluster modes, and the cached arrays they read.
 
-    whole   Stage 1's cluster map of the whole image (resized to R x R), sampled at each view's patch centres.
+    whole   Stage 1's S x S cluster map of the whole image, sampled at each view's patch centres.
             A view shows only the clusters that fall in it: prompts of absent clusters carry no object.
-    view    the paper's Table 11 setup: Stage 1 stores compact DINO tokens (model/compaction.py); each view samples
-            them at its patch centres and FPS-Voronoi clusters the view's own patches in the step, on the device.
+    view    the paper's Table 11 setup: Stage 1 stores compact DINO tokens (model/compaction.py) at each image's
+            aspect ratio; each view samples them at its patch centres and FPS-Voronoi clusters the view's own
+            patches in the step, on the device.
     online  the paper's practical mode: the frozen DINO runs on each view and FPS-Voronoi clusters it in the step;
             on CUDA the DINO of the next micro-batch runs on a side stream while the current step runs. No cache.
+In every mode a view's padding patches get no cluster: their prompts' edges leave them out.
 
 Every reader of cached arrays goes through `CachedMaps`: a shard is read whole on first use in a process and
 checked against its completion record (cache/integrity.py: sha256 of its arrays and ids, label values < K). A
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 
 from oczss.cache.integrity import unbound
+from oczss.cache.schema import unpack_grid
 from oczss.cache.split import DONE
 from oczss.cache.store import MaskCache
 from oczss.errors import OCZSSError
@@ -38,7 +41,8 @@ KEEP_SHARDS = 16
 
 class CachedMaps:
     """Per-image arrays of one (dataset, split) from the cache: `labels_k{K}` cluster maps uint8 [S, S] or
-    `features` float16 [T, T, D]; opened lazily in each process (picklable)."""
+    `features` float16 [T_h, T_w, D] (each image's own token grid, unpacked with its feature_shape); opened
+    lazily in each process (picklable)."""
 
     def __init__(self, url: str, dataset: str, split: str, array: str, skip_damaged: bool = False):
         self.url, self.dataset, self.split, self.array = url, dataset, split, array
@@ -60,7 +64,8 @@ class CachedMaps:
         if shard in self._damaged:
             return None
         if shard not in self._shards:
-            data, problems = self._sc.read_shard(shard, [self.array], self._records[shard])
+            names = [self.array, "feature_shape"] if self.array == "features" else [self.array]
+            data, problems = self._sc.read_shard(shard, names, self._records[shard])
             if problems:
                 where = f"cache {self.url} {self._sc.name}"
                 if not self.skip_damaged:
@@ -70,7 +75,8 @@ class CachedMaps:
                 log.warning("%s: skipping the images of damaged shard %d: %s", where, shard, problems[0])
                 self._damaged.add(shard)
                 return None
-            self._shards[shard] = data[self.array]
+            self._shards[shard] = data[self.array] if self.array != "features" else [
+                unpack_grid(f, shape).copy() for f, shape in zip(data["features"], data["feature_shape"])]
             if len(self._shards) > KEEP_SHARDS:
                 self._shards.popitem(last=False)
         self._shards.move_to_end(shard)
@@ -113,9 +119,10 @@ def open_cached(samples: list[Sample], url: str, dataset: str, split: str, mode:
 class StepClusters:
     """Per-patch object assignment LongTensor [B, M] of a training batch on the device, by cluster mode.
 
-    none: None (mask sources other than `dino`); whole: the batch's `clusters`; view: FPS-Voronoi of the batch's `features` [B, M, D] from its `first` centres;
-    online: FPS-Voronoi of the frozen DINO's tokens of the batch's `image` (ImageNet-normalised, as DINO expects),
-    resized to the (h, w) patch grid of the model.
+    none: None (mask sources other than `dino`); whole: the batch's `clusters`; view: FPS-Voronoi of the batch's
+    `features` [B, M, D] from its `first` centres; online: FPS-Voronoi of the frozen DINO's tokens of the batch's
+    `image` (ImageNet-normalised, as DINO expects), resized to the (h, w) patch grid of the model. Patches that
+    are padding (the batch's `valid` [B, M] is False) get no cluster (-1) and take no part in FPS-Voronoi.
     """
 
     def __init__(self, mode: str, k: int, patch_grid: tuple[int, int], dino: DinoFeatures | None = None):
@@ -126,13 +133,14 @@ class StepClusters:
     def __call__(self, batch: dict) -> torch.Tensor | None:
         if self.mode == "none":  # a mask source that needs no DINO clusters
             return None
+        valid = batch["valid"]
         if self.mode == "whole":
-            return batch["clusters"]
+            return batch["clusters"].masked_fill(~valid, -1)
         if self.mode == "view":
             features = batch["features"].float()
         else:
             features = dino_patch_features(self.dino, batch["image"], self.patch_grid)
-        return fps_voronoi(features, [self.k], batch["first"])[self.k]
+        return fps_voronoi(features, [self.k], batch["first"], valid)[self.k]
 
 
 def dino_patch_features(dino: DinoFeatures, images: torch.Tensor, patch_grid: tuple[int, int]) -> torch.Tensor:

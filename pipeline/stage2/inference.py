@@ -1,6 +1,6 @@
 """Test-time segmentation of one image (docs/protocol.md §2 and §5), shared by eval and predict.
 
-The image's short side is resized to the dataset's test size; `slide` runs the model on crop x crop windows
+The image's short side is resized to the dataset's test size as mmseg does (pipeline/data/resize.py); `slide` runs the model on crop x crop windows
 (stride as in the reference, all windows in one batch), `whole` on the whole resized image padded to a multiple
 of 16. Per window: probabilities sigmoid(0.5 decoder + 0.5 mps) minus the seen-class calibration; overlapping
 windows are averaged, the map is resized bilinearly to the original size. Each window gets its per-patch clusters
@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from oczss.model import probabilities
 from oczss.pipeline.runtime import autocast
-from oczss.pipeline.data.transforms import MEAN, STD, View, eval_size, resize, windows
+from oczss.pipeline.data.resize import rescale
+from oczss.pipeline.data.transforms import MEAN, STD, View, windows
 from oczss.pipeline.stage2.window_clusters import window_firsts
 
 
@@ -35,8 +36,8 @@ def segment(model, image: np.ndarray, text: torch.Tensor, seen: list[int], calib
     """
     device = text.device
     h0, w0 = image.shape[:2]
-    sw, sh = eval_size(w0, h0, short)
-    resized, _ = resize(image, None, (sw, sh))
+    resized = rescale(image, (2048, short), min_size=short)  # mmseg 0.24's Resize(keep_ratio, min_size)
+    sh, sw = resized.shape[:2]
     x = torch.from_numpy(resized).to(device).permute(2, 0, 1).float()
     x = (x - torch.from_numpy(MEAN).to(device)[:, None, None]) / torch.from_numpy(STD).to(device)[:, None, None]
     boxes = windows(sw, sh, crop, stride) if mode == "slide" else [(0, 0, sw, sh)]

@@ -44,8 +44,8 @@ def label_lut(spec: DatasetSpec, setting: str) -> np.ndarray:
 class TrainData(torch.utils.data.Dataset):
     """Augmented training views. Item (index, position) -> {image float32 [3, C, C], label int64 [C, C] (remapped
     for the setting), first int64 [] (the view's first FPS centre, a patch index drawn from the sample's seeded
-    generator)} and, by cluster mode (pipeline/stage2/clusters.py), clusters int64 [M] (whole) or features float16
-    [M, D] (view), M = (C / patch)^2.
+    generator), valid bool [M] (the patches that are not padding)} and, by cluster mode
+    (pipeline/stage2/clusters.py), clusters int64 [M] (whole) or features float16 [M, D] (view), M = (C / patch)^2.
 
     The augmentation (crop with cat_max_ratio, flip, ...) sees the dataset's own labels, as in the reference; the
     seen/unseen remap is applied to the finished view. A sample whose image cannot be decoded, or whose cached
@@ -86,7 +86,8 @@ class TrainData(torch.utils.data.Dataset):
         img, lab, view = train_view(image, label, self.dataset.spec.train_scale, self.crop, rng)
         side = self.crop // self.patch
         item = {"image": torch.from_numpy(img), "label": torch.from_numpy(self.lut[lab].astype(np.int64)),
-                "first": torch.tensor(int(rng.integers(side * side))), "note": self._outside(label, sample)}
+                "first": torch.tensor(int(rng.integers(side * side))), "note": self._outside(label, sample),
+                "valid": torch.from_numpy(view.patch_valid(side, side, self.patch))}
         if self.mode == "whole" and cached is not None:
             item["clusters"] = torch.from_numpy(view.patch_clusters(cached, side, side, self.patch))
         elif self.mode == "view" and cached is not None:

@@ -22,18 +22,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from oczss.errors import ClassListError, OCZSSError
 from oczss.model.clip import load_tower
-from oczss.model.clustering import cluster_maps
-from oczss.model.compaction import compact
 from oczss.model.dino import DinoFeatures, load_dino
 from oczss.model.weights import fingerprint
 from oczss.pipeline.data.datasets import spec as dataset_spec
 from oczss.pipeline.data.palettes import palette
 from oczss.pipeline.runtime import resolve_device
 from oczss.pipeline.segmenter.methods import Method
+from oczss.pipeline.stage1.tokens import MAX_ASPECT, dino_input, image_arrays
 from oczss.pipeline.stage2 import checkpoint as ckpt_io
 from oczss.pipeline.stage2.inference import INDUCTIVE_CALIBRATION, segment
 from oczss.pipeline.stage2.text import class_text
@@ -44,27 +42,29 @@ log = logging.getLogger(__name__)
 
 class OnTheFlyCache:
     """What Stage 1 would have cached for an image, computed on the fly with the training cache's DINO, input size,
-    grid and seed: the cluster map uint8 [S, S] (whole mode) or the compact tokens float16 [T, T, D] with the
-    cache's basis (view mode). The image is resized from its decoded pixels (Stage 1 first decodes large JPEGs at
-    a reduced DCT scale, so the clusters of a large JPEG may differ slightly from its cached ones)."""
+    grid and seed (pipeline/stage1/tokens.py): the cluster map uint8 [S, S] (whole mode) or the compact tokens
+    float16 [T_h, T_w, D] with the cache's basis (view mode)."""
 
     def __init__(self, source: dict, k: int, weights: str | None, device: torch.device):
         weights = weights or ("random" if source["random_weights"] else "pretrained")
-        model = load_dino(source["dino_model"], weights, source["input_size"])
+        model = load_dino(source["dino_model"], weights, source["input_size"], dynamic=True)
         if fingerprint(model) != source["fingerprint"]:
             log.warning("DINO weights %r differ from those of the model's training cache; clusters (and results) "
                         "will differ", weights)
         self.extract = DinoFeatures(model, source["grid"]).to(device)
-        self.size, self.seed, self.k, self.device = source["input_size"], source["seed"], k, device
-        self.basis = (source["feature_mean"], source["feature_basis"]) if source["mode"] == "view" else None
+        self.size = source["input_size"]
+        self.long = source.get("feature_long") or MAX_ASPECT * self.size // self.extract.patch  # older checkpoints
+        self.seed, self.k, self.device = source["seed"], k, device
+        self.basis = None
+        if source["mode"] == "view":
+            self.basis = tuple(torch.as_tensor(b).to(device) for b in (source["feature_mean"], source["feature_basis"]))
 
     def __call__(self, image: np.ndarray, image_id: str) -> np.ndarray:
         """image: uint8 [H, W, 3]."""
-        resized = np.asarray(Image.fromarray(image).resize((self.size, self.size), Image.BILINEAR))
-        tokens = self.extract.token_grid(self.extract.normalise(torch.from_numpy(resized)[None].to(self.device)))
-        if self.basis is not None:
-            return compact(tokens.permute(0, 2, 3, 1), *self.basis)[0].cpu().numpy()
-        return cluster_maps(self.extract.on_grid(tokens), [image_id], self.seed, [self.k])[self.k][0].cpu().numpy()
+        resized = dino_input(image, self.size, self.extract.patch, self.long)
+        maps, features = image_arrays(self.extract, torch.from_numpy(resized)[None].to(self.device), [image_id],
+                                      self.seed, [self.k], self.basis)
+        return features[0] if self.basis is not None else maps[self.k][0]
 
 
 @dataclass(eq=False)

@@ -53,9 +53,10 @@ log = logging.getLogger(__name__)
 RUNTIME_FIELDS = ("workers", "log_every", "save_every", "milestone_every", "description")
 
 
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """mmcv poly schedule with linear warmup, as a factor of the effective rate, at iteration `step` (0-based)."""
-    base = cfg.effective_lr
+def lr_factor(step: int, cfg: TrainConfig, base: float | None = None) -> float:
+    """mmcv poly schedule with linear warmup, as a factor of a group's rate `base` (default: the effective rate),
+    at iteration `step` (0-based); min_lr is absolute in every group, as mmcv's PolyLrUpdaterHook has it."""
+    base = cfg.effective_lr if base is None else base
     regular = (base - cfg.min_lr) * (1 - step / cfg.iters) ** cfg.poly_power + cfg.min_lr
     if step < cfg.warmup_iters:
         regular *= 1 - (1 - step / cfg.warmup_iters) * (1 - cfg.warmup_ratio)
@@ -144,8 +145,11 @@ def _setup(cfg: TrainConfig, out: Path, data_root, cache, device: str, resume: b
     accum = cfg.batch_size // (micro * world)
     text = class_text(list(spec.classes), spec.templates, model_cfg, cfg.text, dev)
     model = build_model(model_cfg).to(dev)
-    optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=cfg.effective_lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+    rates = {"reference": cfg.effective_lr, "refiner": cfg.refiner_lr}
+    groups = [{"params": params, "lr": rates[name]} for name, params in model.parameter_groups().items()]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.effective_lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, [lambda s, base=g["lr"]: lr_factor(s, cfg, base) for g in groups])
     step = 0
     if state is not None:
         ckpt_io.load_trainable(model, state, str(out / "last.pt"))

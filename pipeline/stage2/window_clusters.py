@@ -1,7 +1,8 @@
 """Per-window object clusters at test time (eval's sliding windows, predict), one class per cluster mode
 (pipeline/stage2/clusters.py). Each takes the windows' batch (ImageNet-normalised [n, 3, h, w]), their `View`s
 (where each window lies in the resized image), the model's patch size and each window's first FPS centre, and
-returns the per-patch assignment LongTensor [n, (h/patch) * (w/patch)] on the batch's device.
+returns the per-patch assignment LongTensor [n, (h/patch) * (w/patch)] on the batch's device, -1 for padding
+patches (a window padded to whole patches).
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ def window_firsts(image_id: str, seed: int, windows: int, patches: int) -> torch
     return first_centres([f"{image_id}#{i}" for i in range(windows)], seed, patches)
 
 
+def _valid(batch: torch.Tensor, views: list[View], patch: int) -> torch.Tensor:
+    """BoolTensor [n, M]: the windows' patches that show the image (not padding), on the batch's device."""
+    rows, cols = batch.shape[-2] // patch, batch.shape[-1] // patch
+    return torch.from_numpy(np.stack([v.patch_valid(rows, cols, patch) for v in views])).to(batch.device)
+
+
 class FromClusterMap:
     """whole: the image's cached S x S cluster map sampled at each window's patch centres."""
 
@@ -30,12 +37,13 @@ class FromClusterMap:
 
     def __call__(self, batch: torch.Tensor, views: list[View], patch: int, first: torch.Tensor) -> torch.Tensor:
         rows, cols = batch.shape[-2] // patch, batch.shape[-1] // patch
-        maps = [v.patch_clusters(self.cluster_map, rows, cols, patch) for v in views]
-        return torch.from_numpy(np.stack(maps)).to(batch.device)
+        maps = torch.from_numpy(np.stack([v.patch_clusters(self.cluster_map, rows, cols, patch) for v in views]))
+        return maps.to(batch.device).masked_fill(~_valid(batch, views, patch), -1)
 
 
 class FromFeatureMap:
-    """view: the image's compact DINO tokens [T, T, D] sampled at each window's patch centres, then FPS-Voronoi."""
+    """view: the image's compact DINO tokens [T_h, T_w, D] sampled at each window's patch centres, then
+    FPS-Voronoi."""
 
     def __init__(self, feature_map: np.ndarray, k: int):
         self.feature_map, self.k = feature_map, k
@@ -44,7 +52,7 @@ class FromFeatureMap:
         rows, cols = batch.shape[-2] // patch, batch.shape[-1] // patch
         feats = np.stack([v.patch_features(self.feature_map, rows, cols, patch) for v in views])
         features = torch.from_numpy(feats).to(batch.device).float()
-        return fps_voronoi(features, [self.k], first.to(batch.device))[self.k]
+        return fps_voronoi(features, [self.k], first.to(batch.device), _valid(batch, views, patch))[self.k]
 
 
 class FromDino:
@@ -55,7 +63,7 @@ class FromDino:
 
     def __call__(self, batch: torch.Tensor, views: list[View], patch: int, first: torch.Tensor) -> torch.Tensor:
         features = dino_patch_features(self.dino, batch, (batch.shape[-2] // patch, batch.shape[-1] // patch))
-        return fps_voronoi(features, [self.k], first.to(batch.device))[self.k]
+        return fps_voronoi(features, [self.k], first.to(batch.device), _valid(batch, views, patch))[self.k]
 
 
 def factory(mode: str | None, dino: DinoFeatures | None = None):
