@@ -194,22 +194,24 @@ def main() -> None:
     ap.add_argument("--flops-only", action="store_true", help="count forward FLOPs only (no timing)")
     ap.add_argument("--skip-flops", action="store_true", help="no FLOP counts (they are device-independent)")
     ap.add_argument("--profile", action="store_true", help="add torch.profiler's table of the full model's step")
+    ap.add_argument("--memory-only", action="store_true", help="the peak inference memory alone (CUDA)")
     args = ap.parse_args()
     device = resolve_device(args.device)
     base = dict(backbone="tiny" if args.tiny else "ViT-B-16", weights=args.weights)
     results = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                "backbone": base["backbone"], "batch": args.batch, "size": args.size}
 
-    if not args.flops_only:
+    key = f"full model peak inference memory GB (batch 1, {args.size}^2, 20 classes)"
+    results[key] = peak_inference_memory(base, args, device) if device.type == "cuda" else "n/a (CUDA only)"
+    if not (args.flops_only or args.memory_only):
         rows(results, base, args, device)
-    if not args.skip_flops:
+    if not (args.skip_flops or args.memory_only):
         results[f"forward GFLOPs per image ({args.size}^2, {args.classes} classes x 8 templates)"] = {
             f"{name} [{space}]" if space else name: forward_gflops(base, o, args.size, args.classes)
             for name, space, o in variants()}
-    key = "full model peak inference memory GB (batch 1, 20 classes)"
-    results[key] = peak_inference_memory(base, args, device) if device.type == "cuda" else "n/a (CUDA only)"
-    if args.profile:
-        results["full model training step, torch.profiler"] = profile(base, args, device).splitlines()
+    if args.profile and not args.memory_only:
+        steps = 1 if args.tiny else 3
+        results["full model training step, torch.profiler"] = profile(base, args, device, steps).splitlines()
     results["date"] = time.strftime("%Y-%m-%d")
     print(json.dumps(results, indent=2))
 

@@ -139,7 +139,8 @@ def test_view_mode_fps_on_cuda_equals_the_cpu():
     """The view mode's FPS-Voronoi of compact features on the device gives the CPU's labels exactly (its distances
     are computed in full fp32 on CUDA, model/clustering.py)."""
     g = torch.Generator().manual_seed(0)
-    batch = {"features": torch.randn(8, 1024, 32, generator=g).half(), "first": torch.randint(0, 1024, (8,), generator=g)}
+    batch = {"features": torch.randn(8, 1024, 32, generator=g).half(),
+             "first": torch.randint(0, 1024, (8,), generator=g)}
     step = StepClusters("view", 6, (32, 32))
     on_cpu = step(batch)
     on_cuda = step({k: v.to(CUDA) for k, v in batch.items()})
@@ -219,7 +220,8 @@ def test_precompute_on_cuda_against_the_cpu(demo_stage1, tmp_path):
     autocast left 47 of 48 demo images identical, 99.99 % of the labels equal, Rand index >= 0.997; asserted here:
     >= 98 % of the labels equal and a mean Rand index >= 0.98."""
     cache = str(tmp_path / "cuda.zarr")
-    precompute(PrecomputeConfig(cache=cache, data_root=demo_stage1["root"], device="cuda", **PRECOMPUTE), progress=False)
+    precompute(PrecomputeConfig(cache=cache, data_root=demo_stage1["root"], device="cuda", **PRECOMPUTE),
+               progress=False)
     ours, theirs = (MaskCache.open(url) for url in (cache, demo_stage1["cache"]))
     assert (ours.params.device, ours.params.dtype) == ("cuda", "bfloat16")
     assert (theirs.params.device, theirs.params.dtype) == ("cpu", "float32")
