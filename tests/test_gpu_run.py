@@ -101,11 +101,12 @@ def test_a_step_over_its_time_cap_is_stopped_and_recorded(tmp_path):
 
 
 def test_the_gpu_entry_point_dry_run_writes_its_json_and_log(tmp_path):
-    """The entry point as the device runs it, its package trick included (subprocesses see no oczss install: the
-    test's own PYTHONPATH is dropped), restricted to two cheap steps; bench/gpu/README.md gives the full dry run."""
+    """The entry point as the device runs it, its package link included (the test's own PYTHONPATH is dropped; the
+    link comes first on the subprocesses' path), restricted to two cheap steps; bench/gpu/README.md gives the full
+    dry run."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    command = ["bench/gpu/run.py", "--dry-run", "--device", "cpu", "--tiny", "--out", str(tmp_path), "--only", "memory", "prepare",
-               "--budget", "1200", "--cap-scale", "10"]  # generous caps: the test suite may share a busy CPU
+    command = ["bench/gpu/run.py", "--dry-run", "--device", "cpu", "--tiny", "--out", str(tmp_path),
+               "--only", "memory", "prepare", "--budget", "1200", "--cap-scale", "10"]  # the suite may share a busy CPU
     proc = subprocess.run([sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1300)
     report = json.loads((tmp_path / "gpu-run.json").read_text())
     assert proc.returncode == 0, (proc.stderr[-2000:], report)
