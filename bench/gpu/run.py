@@ -114,6 +114,43 @@ def test_outcomes(junit: Path) -> dict:
     return outcomes
 
 
+def run_steps(args, deadline: float, tmp: Path, env: dict, log, report: dict, save) -> None:
+    """The steps --only asks for (all by default), each under min(its cap, what is left until `deadline`), into
+    report["steps"], saved after each."""
+    wanted = set(args.only or [])
+    benches = wanted - {"tests", "memory", "bench"}
+    python = sys.executable
+
+    def left() -> float:
+        return deadline - time.perf_counter()
+
+    if not wanted or "tests" in wanted:
+        junit = tmp / "cuda-tests.xml"
+        report["steps"]["tests"] = step(
+            [python, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", f"--basetemp={tmp / 'pt'}",
+             f"--junitxml={junit}", "tests/test_cuda.py"],
+            min(CAPS["tests"] * args.cap_scale, left()), env, log)
+        report["steps"]["tests"]["outcomes"] = test_outcomes(junit)
+        save()
+    if not wanted or "memory" in wanted:
+        report["steps"]["memory"] = step([python, "bench/model.py", "--memory-only", "--device", args.device,
+                                          *(["--tiny"] if args.tiny else [])],
+                                         min(CAPS["memory"] * args.cap_scale, left()), env, log,
+                                         figures=True)
+        save()
+    if not wanted or "bench" in wanted or benches:
+        results = tmp / "bench-results.json"
+        command = [python, "bench/all.py", "--device", args.device, "--out", str(results),
+                   "--budget", str(max(0.0, left() - 10)), "--log", str(tmp / "bench.log"),
+                   "--cap-scale", str(args.cap_scale),
+                   *(["--tiny"] if args.tiny else []), *(["--only", *sorted(benches)] if benches else [])]
+        report["steps"]["bench"] = step(command, max(1.0, left()), env, log)
+        if results.is_file():
+            report["steps"]["bench"].update(json.loads(results.read_text()))
+        if (tmp / "bench.log").is_file():
+            log.write((tmp / "bench.log").read_text())
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.environ.get("OUT", "gpu-run"), help="folder for gpu-run.json and the log")
@@ -143,39 +180,8 @@ def main() -> int:
             save()
             print(report["error"], file=sys.stderr)
             return 2
-        wanted = set(args.only or [])
-        benches = wanted - {"tests", "memory", "bench"}
-        python = sys.executable
-
-        def left() -> float:
-            return deadline - time.perf_counter()
-
-        if not wanted or "tests" in wanted:
-            junit = tmp / "cuda-tests.xml"
-            report["steps"]["tests"] = step(
-                [python, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", f"--basetemp={tmp / 'pt'}",
-                 f"--junitxml={junit}", "tests/test_cuda.py"],
-                min(CAPS["tests"] * args.cap_scale, left()), env, log)
-            report["steps"]["tests"]["outcomes"] = test_outcomes(junit)
-            save()
-        if not wanted or "memory" in wanted:
-            report["steps"]["memory"] = step([python, "bench/model.py", "--memory-only", "--device", args.device,
-                                              *(["--tiny"] if args.tiny else [])],
-                                             min(CAPS["memory"] * args.cap_scale, left()), env, log,
-                                             figures=True)
-            save()
-        if not wanted or "bench" in wanted or benches:
-            results = tmp / "bench-results.json"
-            command = [python, "bench/all.py", "--device", args.device, "--out", str(results),
-                       "--budget", str(max(0.0, left() - 10)), "--log", str(tmp / "bench.log"),
-                       "--cap-scale", str(args.cap_scale),
-                       *(["--tiny"] if args.tiny else []), *(["--only", *sorted(benches)] if benches else [])]
-            report["steps"]["bench"] = step(command, max(1.0, left()), env, log)
-            if results.is_file():
-                report["steps"]["bench"].update(json.loads(results.read_text()))
-            if (tmp / "bench.log").is_file():
-                log.write((tmp / "bench.log").read_text())
-        report["seconds"] = round(args.budget - left(), 1)
+        run_steps(args, deadline, tmp, env, log, report, save)
+        report["seconds"] = round(args.budget - (deadline - time.perf_counter()), 1)
         save()
     steps = report["steps"]
     failed = [s for s, r in steps.items() if r["exit"] != 0]
