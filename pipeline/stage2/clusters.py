@@ -156,7 +156,7 @@ def dino_patch_features(dino: DinoFeatures, images: torch.Tensor, patch_grid: tu
 
 
 def device_batches(batches, device: torch.device, clusters: StepClusters):
-    """The loader's batches on `device`, each with its `patch_clusters` [B, M].
+    """The loader's batches on `device`, each with its `patch_clusters` [B, M], one for each batch of `batches`.
 
     On CUDA one batch ahead: its copy and, in the online mode, its DINO forward and clustering are queued on a side
     stream while the current step runs on the default one (the step waits on an event, not on the host)."""
@@ -178,12 +178,19 @@ def device_batches(batches, device: torch.device, clusters: StepClusters):
             event.record(stream)
         return ready, event
 
-    upcoming = ahead(next(batches))
-    while True:
-        current, event = upcoming
-        upcoming = ahead(next(batches))
+    def handed_over(current: dict, event) -> dict:
+        """The batch, once the default stream waits for its side-stream work and owns its memory."""
         torch.cuda.current_stream(device).wait_event(event)
         for tensor in current.values():
             if tensor is not None:  # patch_clusters is None for mask sources without DINO clusters
                 tensor.record_stream(torch.cuda.current_stream(device))
-        yield current
+        return current
+
+    upcoming = None
+    for batch in batches:
+        following = ahead(batch)  # queued before the current batch is handed over: it overlaps the current step
+        if upcoming is not None:
+            yield handed_over(*upcoming)
+        upcoming = following
+    if upcoming is not None:
+        yield handed_over(*upcoming)
