@@ -24,12 +24,12 @@ from oczss.model.clustering import cluster_maps
 from oczss.model.dino import DinoFeatures, load_dino
 from oczss.pipeline.cass.segment import CassSegmenter
 from oczss.pipeline.data.datasets import Dataset
-from oczss.pipeline.data.images import load_resized
 from oczss.pipeline.demo import PRECOMPUTE
 from oczss.pipeline.runtime import autocast
 from oczss.pipeline.stage1.precompute import PrecomputeConfig, precompute
 from oczss.pipeline.stage2.clusters import StepClusters, device_batches, open_cached
 from oczss.pipeline.stage2.loader import Positions, TrainData
+from oczss.pipeline.stage1.tokens import MAX_ASPECT, load_input
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 CUDA = torch.device("cuda")
@@ -56,7 +56,7 @@ def demo_batches(demo_stage1, mode: str, n: int, batch: int = 4) -> list[dict]:
         samples, maps, _, _ = open_cached(samples, demo_stage1["cache"], "demo", "train", mode, 4)
     data = TrainData(dataset, samples, "inductive", maps, mode, 128, 16, seed=0)
     keys = list(itertools.islice(iter(Positions(len(samples), 0, 0, batch)), n * batch))
-    items = [data[key] for key in keys]
+    items = [{k: v for k, v in data[key].items() if k != "note"} for key in keys]  # the loader logs notes, not the step
     return [torch.utils.data.default_collate(items[i:i + batch]) for i in range(0, len(items), batch)]
 
 
@@ -94,15 +94,15 @@ def test_device_batches_with_and_without_patch_clusters(mode):
     passes the cached clusters through, `none` (mask sources without DINO clusters) gives None."""
     g = torch.Generator().manual_seed(0)
     cpu = [{"image": torch.randn(2, 3, 32, 32, generator=g), "label": torch.randint(0, 4, (2, 32, 32), generator=g),
-            "first": torch.randint(0, 4, (2,), generator=g), "clusters": torch.randint(0, 4, (2, 4), generator=g)}
-           for _ in range(3)]
+            "first": torch.randint(0, 4, (2,), generator=g), "clusters": torch.randint(0, 4, (2, 4), generator=g),
+            "valid": torch.tensor([[True] * 4, [True, True, False, True]])} for _ in range(3)]
     out = list(device_batches(iter([pinned(b) for b in cpu]), CUDA, StepClusters(mode, 4, (2, 2))))
     assert len(out) == 3
     for ours, reference in zip(out, cpu):
         for key, value in reference.items():
             assert ours[key].device.type == "cuda" and torch.equal(ours[key].cpu(), value), key
-        if mode == "whole":
-            assert torch.equal(ours["patch_clusters"].cpu(), reference["clusters"])
+        if mode == "whole":  # padding patches get no cluster
+            assert torch.equal(ours["patch_clusters"].cpu(), reference["clusters"].masked_fill(~reference["valid"], -1))
         else:
             assert ours["patch_clusters"] is None
 
@@ -140,7 +140,8 @@ def test_view_mode_fps_on_cuda_equals_the_cpu():
     are computed in full fp32 on CUDA, model/clustering.py)."""
     g = torch.Generator().manual_seed(0)
     batch = {"features": torch.randn(8, 1024, 32, generator=g).half(),
-             "first": torch.randint(0, 1024, (8,), generator=g)}
+             "first": torch.randint(0, 512, (8,), generator=g),
+             "valid": torch.arange(1024).expand(8, 1024) < 1024 - 64 * torch.arange(8)[:, None]}  # padding rows
     step = StepClusters("view", 6, (32, 32))
     on_cpu = step(batch)
     on_cuda = step({k: v.to(CUDA) for k, v in batch.items()})
@@ -232,12 +233,14 @@ def test_precompute_on_cuda_against_the_cpu(demo_stage1, tmp_path):
         assert (la == lb).float().mean() >= 0.98
         assert np.mean([rand_index(x, y) for x, y in zip(la, lb)]) >= 0.98
 
-    extract = DinoFeatures(load_dino("tiny", "random", PRECOMPUTE["input_size"]), PRECOMPUTE["grid"])
+    size = PRECOMPUTE["input_size"]
+    extract = DinoFeatures(load_dino("tiny", "random", size, dynamic=True), PRECOMPUTE["grid"])
     ids = theirs.split("demo", "train").ids[:8]
     root = Path(demo_stage1["root"])
-    images = np.stack([load_resized(root / "train2017" / f"{i}.jpg", PRECOMPUTE["input_size"]) for i in ids])
-    tokens = extract(torch.from_numpy(images))
-    on_cpu = cluster_maps(tokens, ids, 0, [4])[4]
-    on_cuda = cluster_maps(tokens.to(CUDA), ids, 0, [4])[4]
-    assert torch.equal(on_cuda.cpu(), on_cpu)
-    assert np.array_equal(on_cpu.numpy(), np.asarray(theirs.split("demo", "train").labels(4))[:8])
+    for row, i in enumerate(ids):  # each image as Stage 1's DINO sees it (its own aspect ratio)
+        image = load_input(root / "train2017" / f"{i}.jpg", size, extract.patch, MAX_ASPECT * size // extract.patch)
+        tokens = extract(torch.from_numpy(image)[None])
+        on_cpu = cluster_maps(tokens, [i], 0, [4])[4]
+        on_cuda = cluster_maps(tokens.to(CUDA), [i], 0, [4])[4]
+        assert torch.equal(on_cuda.cpu(), on_cpu)
+        assert np.array_equal(on_cpu[0].numpy(), np.asarray(theirs.split("demo", "train").labels(4)[row]))
