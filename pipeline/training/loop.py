@@ -56,6 +56,7 @@ def train(cfg: TrainConfig, *, out: str | Path, data_root: str | None, cache: st
     step = resumed["step"] if resumed else 0
     ctx = Context(cfg, out, data_root, cache, rank, world, dev, micro, cfg.batch_size // (micro * world), step,
                   resumed, init, progress, skip_damaged)
+    torch.manual_seed(cfg.seed)  # the same initial weights in every process and every run of this config
     task = cls.build(ctx)
     if resumed is not None:
         task.load(resumed, str(out / "last.pt"))
