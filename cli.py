@@ -26,11 +26,12 @@ from oczss.pipeline.training import names as trained_methods
 log = logging.getLogger("oczss.cli")
 COUNT = click.IntRange(min=1)
 NATURAL = click.IntRange(min=0)
-METHODS = click.Choice(["oczss", "cass"])
+METHODS = click.Choice(["oczss", "cass", "sm"])
 CLUSTER_MODES = click.Choice(["view", "whole", "online"])
-METHOD_TITLES = {"oczss": "OC-ZSS only (--method oczss)", "cass": "CASS only (--method cass)"}
+METHOD_TITLES = {"oczss": "OC-ZSS only (--method oczss)", "cass": "CASS only (--method cass)",
+                 "sm": "Split Matching only (--method sm)"}
 TRAINED = trained_methods()
-CHECKPOINT_METHODS = ("oczss",)  # the trained methods: eval / predict take their --checkpoint
+CHECKPOINT_METHODS = ("oczss", "sm")  # the trained methods: eval / predict take their --checkpoint
 
 
 class _Names(click.Choice):
@@ -350,7 +351,8 @@ def configs():
 @_device_option
 @click.option("--weights", help="CLIP weights: pretrained (open_clip 'openai'), random (tests/demo) or a PATH.")
 @click.option("--init-from", type=click.Path(dir_okay=False), help="Start from this checkpoint's trainable weights.")
-@_oczss("--text", type=click.Path(dir_okay=False), help="Class x template text embeddings (.npy).")
+@click.option("--text", type=click.Path(dir_okay=False), cls=_MethodOption, method=("oczss", "sm"),
+              help="Class x template text embeddings (.npy).")
 @click.option("--seed", type=NATURAL, help="Data order and augmentation seed [default: 0].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
 @click.option("--skip-damaged", is_flag=True, help="Skip the images of damaged cache shards instead of stopping.")

@@ -8,7 +8,8 @@ from oczss.model.sm.candidates import CandidateParams, Candidates, unseen_candid
 from oczss.model.sm.config import ABLATIONS, SMConfig, ablation, resnet50
 from oczss.model.sm.objective import Batch
 from oczss.model.sm.optim import MASK2FORMER_SCHEDULE, param_groups
-from oczss.model.sm.segmentor import SplitMatching, build_sm
+from oczss.model.sm.segmentor import SplitMatching, build_sm, restore_sm
 
 __all__ = ["ABLATIONS", "Batch", "CandidateParams", "Candidates", "MASK2FORMER_SCHEDULE", "SMConfig", "SplitMatching",
-           "ablation", "build_sm", "param_groups", "resnet50", "unseen_candidates"]
+           "ablation", "build_sm", "param_groups", "resnet50", "restore_sm",
+           "unseen_candidates"]

@@ -17,7 +17,7 @@ from oczss.errors import OCZSSError
 from oczss.model import IGNORE
 from oczss.pipeline.data.datasets import Dataset, DatasetSpec, Sample
 from oczss.pipeline.data.images import ImageError, load_rgb
-from oczss.pipeline.data.transforms import train_view
+from oczss.pipeline.data.transforms import View, train_view
 from oczss.pipeline.stage2.clusters import CachedMaps
 from oczss.pipeline.workers import guarded, ignore_signals
 
@@ -88,12 +88,17 @@ class TrainData(torch.utils.data.Dataset):
         item = {"image": torch.from_numpy(img), "label": torch.from_numpy(self.lut[lab].astype(np.int64)),
                 "first": torch.tensor(int(rng.integers(side * side))), "note": self._outside(label, sample),
                 "valid": torch.from_numpy(view.patch_valid(side, side, self.patch))}
+        self.add_cached(item, view, cached)
+        return item
+
+    def add_cached(self, item: dict, view: View, cached) -> None:
+        """Put what the cache holds for the sample, seen through the view, into the item (a method's own data
+        subclasses this): OC-ZSS's clusters int64 [M] (whole) or features float16 [M, D] (view)."""
+        side = self.crop // self.patch
         if self.mode == "whole" and cached is not None:
             item["clusters"] = torch.from_numpy(view.patch_clusters(cached, side, side, self.patch))
         elif self.mode == "view" and cached is not None:
             item["features"] = torch.from_numpy(view.patch_features(cached, side, side, self.patch))
-        return item
-
 
     def _outside(self, label: np.ndarray, sample: Sample) -> str:
         """'' or the note naming the label values outside the classes (255 aside), which training ignores."""

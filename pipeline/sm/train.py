@@ -1,0 +1,135 @@
+"""Split Matching's training task for the shared loop (pipeline/training/loop.py): `oczss train --method sm`.
+
+Per micro-batch: the view's candidates (cached, or the frozen CLIP on the view: pipeline/sm/data.py), the model's
+forward and L = L_SM + L_MFE (§3.4, oczss.model.sm.objective). Inductive only (the paper's setting): the seen
+classes' text embeddings A_s are the targets' classes, unseen pixels are ignored.
+
+Optimiser (§4 "all other hyperparameters unchanged": Mask2Former's, oczss.model.sm.optim): AdamW over its parameter
+groups (backbone at 0.1 x the rate, no decay on norms and embeddings), poly decay without warmup (the shared
+`lr_factor` with the recipe's lr, warmup 0, min_lr 0), the whole model's gradient norm clipped to 0.01 before each
+step. Everything trains, so a checkpoint holds the whole state dict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from types import SimpleNamespace
+
+import torch
+
+from oczss import __version__
+from oczss.errors import OCZSSError
+from oczss.model.clip import load_tower
+from oczss.model.sm import MASK2FORMER_SCHEDULE, Batch, SMConfig, build_sm, param_groups
+from oczss.pipeline.configs import from_dict
+from oczss.pipeline.data.datasets import Dataset
+from oczss.pipeline.data.pairs import check_pairs
+from oczss.pipeline.sm.data import OnlineCandidates, SMData, online_params
+from oczss.pipeline.stage2.config import TrainConfig
+from oczss.pipeline.stage2.loader import Positions, seed_worker
+from oczss.pipeline.stage2.text import class_text
+from oczss.pipeline.stage2.train import lr_factor
+from oczss.pipeline.training.task import Context, Task, distributed
+from oczss.pipeline.workers import collate
+
+
+def clip_text(classes: list[str], templates: int, config: SMConfig, text_path: str | None, device: torch.device,
+              tower=None) -> torch.Tensor:
+    """Class x template embeddings fp32 [K, T, C] from config's CLIP text tower (or the .npy `text_path`); their
+    width must be the model's embed_dim."""
+    clip = SimpleNamespace(backbone=config.clip, weights=config.clip_weights)
+    text = class_text(classes, templates, clip, text_path, device, tower)
+    if text.shape[-1] != config.embed_dim:
+        raise OCZSSError(f"text embeddings of {text_path or config.clip} are {text.shape[-1]}-d, the model's "
+                         f"embed_dim is {config.embed_dim}")
+    return text
+
+
+class SMTask(Task):
+    """Split Matching's side of the shared loop: the Mask2Former with split matching and MFE on the dataset's views
+    with their unseen candidates, against the seen classes' text."""
+
+    name = "sm"
+
+    @classmethod
+    def check(cls, cfg: TrainConfig, resume: bool) -> None:
+        if cfg.setting != "inductive":
+            raise OCZSSError("--method sm trains in the inductive setting only (the paper's)")
+        from_dict(SMConfig, cfg.model, "training config: model")
+
+    @classmethod
+    def build(cls, ctx: Context) -> SMTask:
+        """Data, candidate source, model, optimizer and schedule (the loop puts a resumed state back)."""
+        cfg, dev = ctx.cfg, ctx.device
+        self = cls()
+        config = from_dict(SMConfig, cfg.model, "training config: model")
+        dataset = Dataset(cfg.dataset, ctx.data_root)
+        if cfg.unseen is not None:
+            dataset.spec = dataclasses.replace(dataset.spec, unseen=tuple(sorted(cfg.unseen)))
+        spec = dataset.spec
+        samples = dataset.samples("train")
+        check_pairs(samples, f"{cfg.dataset} train", show_progress=ctx.progress)
+        text = clip_text(list(spec.classes), spec.templates, config, cfg.text, dev)
+        self.text = text[list(spec.seen)]  # A_s
+        samples, maps, source, self.online = _candidate_source(cfg, config, samples, ctx, spec.crop)
+        self.model = model = build_sm(config).to(dev)
+        groups = param_groups(model, cfg.effective_lr, cfg.weight_decay, MASK2FORMER_SCHEDULE["backbone_multiplier"])
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.effective_lr, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, [lambda s, base=g["lr"]: lr_factor(s, cfg, base) for g in groups])
+        self.net = distributed(model, ctx)
+        workers = min(cfg.workers, os.cpu_count() or 1)
+        self.loader = torch.utils.data.DataLoader(
+            SMData(dataset, samples, maps, spec.crop, cfg.seed), batch_size=ctx.micro,
+            sampler=Positions(len(samples), cfg.seed, ctx.step * ctx.accum, ctx.micro, ctx.world, ctx.rank),
+            num_workers=workers, pin_memory=dev.type == "cuda", worker_init_fn=seed_worker, collate_fn=collate,
+            persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+        self.device, self.desc = dev, f"train sm {cfg.dataset}"
+        self.random_weights = model.random_weights or config.clip_weights == "random"
+        self.meta = {"train_config": dataclasses.asdict(cfg), "model_config": dataclasses.asdict(config),
+                     "dataset": cfg.dataset, "setting": "inductive", "classes": list(spec.classes),
+                     "unseen": list(spec.unseen), "random_weights": self.random_weights,
+                     "weights_fingerprint": model.weights_fingerprint, "candidate_source": source,
+                     "text": text.cpu(), "oczss_version": __version__}
+        self.log_config = {
+            "train": self.meta["train_config"], "model": self.meta["model_config"],
+            "random_weights": self.random_weights, "weights_fingerprint": model.weights_fingerprint,
+            "candidate_source": source, "oczss_version": __version__,
+            "runtime": {"data_root": str(dataset.root), "cache": ctx.cache, "world_size": ctx.world,
+                        "device": str(dev), "micro_batch": ctx.micro, "workers": workers, "accumulation": ctx.accum,
+                        "samples": len(samples)}}
+        return self
+
+    def loss(self, batch: dict) -> dict[str, torch.Tensor]:
+        """L = L_SM + L_MFE on one micro-batch (the baseline config: no candidates)."""
+        labels = embeddings = None
+        if self.model.config.split_matching:
+            if self.online is not None:
+                labels, embeddings = self.online(batch["image"], batch["content"])
+            else:
+                labels, embeddings = batch["candidate_labels"], batch["candidate_embeddings"]
+        outputs = self.net(batch["image"])
+        return self.model.loss(outputs, Batch(batch["label"], self.text, labels, embeddings))
+
+    def before_step(self) -> None:
+        """Mask2Former's full-model gradient clipping (norm 0.01)."""
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), MASK2FORMER_SCHEDULE["grad_clip_norm"])
+
+
+def _candidate_source(cfg: TrainConfig, config: SMConfig, samples: list, ctx: Context, crop: int):
+    """(samples with candidates, the cache's reader or None, what a checkpoint records of the source, the online
+    source or None). The baseline (split matching off) needs none."""
+    if not config.split_matching:
+        return samples, None, {"mode": "none"}, None
+    if cfg.candidates == "online":
+        tower = load_tower(config.clip, config.clip_weights, "visual")
+        params = online_params(crop, tower.module.conv1.kernel_size[0])
+        if tower.module.output_dim != config.embed_dim:
+            raise OCZSSError(f"CLIP {config.clip} embeds in {tower.module.output_dim}-d, the model's embed_dim is "
+                             f"{config.embed_dim}")
+        source = {"mode": "online", "clip": config.clip, "fingerprint": tower.fingerprint,
+                  "random_weights": tower.random, "params": dataclasses.asdict(params)}
+        return samples, None, source, OnlineCandidates(tower.module.to(ctx.device), params)
+    raise OCZSSError("candidates 'cache' needs Stage 1's clip-kmeans candidates, which this version cannot read yet: "
+                     "use the `online` source (the sm-* recipes' default)")
