@@ -566,8 +566,8 @@ def app(host, port, checkpoints, device, weights, dino_weights, backbone, dino_m
 @click.option("--iters", type=COUNT, help="Training iterations [default: the demo recipe's 600].")
 @click.option("--device", default="cpu", show_default=True, help="cpu, or cuda[:N] on a GPU.")
 def demo(out, iters, device):
-    """Run precompute -> train -> eval -> predict (OC-ZSS, then CASS) on the built-in demo dataset (random weights,
-    CPU, minutes)."""
+    """Run precompute -> train -> eval -> predict (OC-ZSS, then CASS, then Split Matching) on the built-in demo
+    dataset (random weights, CPU, minutes)."""
     from oczss.model.weights import RANDOM_NOTE
     from oczss.pipeline.demo import run_demo
 
@@ -578,7 +578,9 @@ def demo(out, iters, device):
                f"  training run {r['run']}  (config.json, metrics.jsonl, tb/, checkpoints/)\n"
                f"  eval report  {r['eval']}: mIoU(S) {rep['mIoU_seen']:.1f}, mIoU(U) {rep['mIoU_unseen']:.1f}, "
                f"hIoU {rep['hIoU']:.1f}\n  predictions  {out}/predictions ({len(r['predictions'])} files, OC-ZSS), "
-               f"{out}/predictions-cass ({len(r['predictions_cass'])} files, CASS)")
+               f"{out}/predictions-cass ({len(r['predictions_cass'])} files, CASS)\n"
+               f"  split match  {r['run_sm']}, {r['eval_sm']}: hIoU {r['report_sm']['hIoU']:.1f}, "
+               f"{out}/predictions-sm ({len(r['predictions_sm'])} files)")
 
 
 @main.group()

@@ -44,6 +44,6 @@ def recipes() -> dict[str, tuple[str, TrainConfig]]:
         rows[f"sm-coco-r50-{name.replace('_', '-')}"] = (
             f"{TABLES[name]}; COCO-Stuff, ResNet-50, 40k",
             _base("coco", iters["coco_resnet50_ablation"], backbone=RESNET50, **switches))
-    demo = dataclasses.replace(_base("demo", 300, **DEMO_MODEL), batch_size=4, lr=1e-3, workers=2, save_every=100)
+    demo = dataclasses.replace(_base("demo", 60, **DEMO_MODEL), batch_size=4, lr=1e-3, workers=2, save_every=100)
     rows["sm-demo"] = ("the demo: tiny random-weight Split Matching, online candidates from the tiny random CLIP", demo)
     return {name: (what, dataclasses.replace(cfg, description=what)) for name, (what, cfg) in rows.items()}
