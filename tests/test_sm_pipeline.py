@@ -109,7 +109,8 @@ def test_the_data_carries_the_stored_candidates_through_the_view(demo_root):
     samples = dataset.samples("train")[:2]
     grid = np.zeros((8, 8), np.uint8)
     grid[:, 4:] = 1  # the image's right half is candidate 1, its left half candidate 0
-    stored = {s.image_id: (grid, np.eye(3, 32, dtype=np.float16)) for s in samples}
+    stored = {s.image_id: {"candidate_labels": grid, "candidate_embeddings": np.eye(3, 32, dtype=np.float16)}
+              for s in samples}
     item = SMData(dataset, samples, stored, 128, seed=0)[(0, 0)]
     h, w = item["content"].tolist()
     labels = item["candidate_labels"]

@@ -45,7 +45,7 @@ class SMData(TrainData):
     """Items (index, position) -> TrainData's {image float32 [3, C, C], label int64 [C, C] (inductive remap)} and
     `content` int64 [2] (the view's content height and width; padding lies below / right of it), plus with the
     `cache` source candidate_labels uint8 [C, C] and candidate_embeddings float32 [U, D] (`maps.get(image_id)`
-    gives the stored (grid uint8 [S, S], embeddings [U, D]))."""
+    gives the stored {"candidate_labels": uint8 [S, S], "candidate_embeddings": [U, D], ...}, Stage 1's rows)."""
 
     def __init__(self, dataset, samples, maps, crop: int, seed: int):
         super().__init__(dataset, samples, "inductive", maps, "sm", crop, PATCH, seed)
@@ -53,9 +53,9 @@ class SMData(TrainData):
     def add_cached(self, item: dict, view: View, cached) -> None:
         item["content"] = torch.tensor([view.height, view.width])
         if cached is not None:
-            grid, embeddings = cached
-            item["candidate_labels"] = torch.from_numpy(pixel_candidates(view, np.asarray(grid), self.crop))
-            item["candidate_embeddings"] = torch.from_numpy(np.asarray(embeddings, np.float32))
+            grid = np.asarray(cached["candidate_labels"])
+            item["candidate_labels"] = torch.from_numpy(pixel_candidates(view, grid, self.crop))
+            item["candidate_embeddings"] = torch.from_numpy(np.asarray(cached["candidate_embeddings"], np.float32))
 
 
 def online_params(crop: int, patch: int) -> CandidateParams:
