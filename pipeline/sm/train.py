@@ -23,15 +23,12 @@ from oczss.errors import OCZSSError
 from oczss.model.clip import load_tower
 from oczss.model.sm import MASK2FORMER_SCHEDULE, Batch, SMConfig, build_sm, param_groups
 from oczss.pipeline.configs import from_dict
-from oczss.pipeline.data.datasets import Dataset
-from oczss.pipeline.data.pairs import check_pairs
 from oczss.pipeline.sm.data import OnlineCandidates, SMData, online_params
 from oczss.pipeline.stage2.config import TrainConfig
-from oczss.pipeline.stage2.loader import Positions, seed_worker
+from oczss.pipeline.stage2.loader import training_loader, training_split
 from oczss.pipeline.stage2.text import class_text
 from oczss.pipeline.stage2.train import lr_factor
 from oczss.pipeline.training.task import Context, Task, distributed
-from oczss.pipeline.workers import collate
 
 
 def clip_text(classes: list[str], templates: int, config: SMConfig, text_path: str | None, device: torch.device,
@@ -64,12 +61,8 @@ class SMTask(Task):
         cfg, dev = ctx.cfg, ctx.device
         self = cls()
         config = from_dict(SMConfig, cfg.model, "training config: model")
-        dataset = Dataset(cfg.dataset, ctx.data_root)
-        if cfg.unseen is not None:
-            dataset.spec = dataclasses.replace(dataset.spec, unseen=tuple(sorted(cfg.unseen)))
+        dataset, samples = training_split(cfg, ctx.data_root, ctx.progress)
         spec = dataset.spec
-        samples = dataset.samples("train")
-        check_pairs(samples, f"{cfg.dataset} train", show_progress=ctx.progress)
         text = clip_text(list(spec.classes), spec.templates, config, cfg.text, dev)
         self.text = text[list(spec.seen)]  # A_s
         samples, maps, source, self.online = _candidate_source(cfg, config, samples, ctx, spec.crop)
@@ -80,11 +73,7 @@ class SMTask(Task):
             self.optimizer, [lambda s, base=g["lr"]: lr_factor(s, cfg, base) for g in groups])
         self.net = distributed(model, ctx)
         workers = min(cfg.workers, os.cpu_count() or 1)
-        self.loader = torch.utils.data.DataLoader(
-            SMData(dataset, samples, maps, spec.crop, cfg.seed), batch_size=ctx.micro,
-            sampler=Positions(len(samples), cfg.seed, ctx.step * ctx.accum, ctx.micro, ctx.world, ctx.rank),
-            num_workers=workers, pin_memory=dev.type == "cuda", worker_init_fn=seed_worker, collate_fn=collate,
-            persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+        self.loader = training_loader(SMData(dataset, samples, maps, spec.crop, cfg.seed), ctx, workers)
         self.device, self.desc = dev, f"train sm {cfg.dataset}"
         self.random_weights = model.random_weights or config.clip_weights == "random"
         self.meta = {"train_config": dataclasses.asdict(cfg), "model_config": dataclasses.asdict(config),
