@@ -362,8 +362,11 @@ def configs():
         "clustered per view), whole (cached whole-image clusters) or online (DINO per view) [default: view].")
 @_oczss("--dino-model", callback=_model_name("dino"), help=f"The online mode's DINO (timm name) [default: {DINO_B16}].")
 @_oczss("--dino-weights", help="The online mode's DINO weights: pretrained, random or a PATH.")
+@click.option("--candidates", type=click.Choice(["cache", "online"]), cls=_MethodOption, method="sm",
+              help="Unseen candidates: cache (Stage 1's clip-kmeans) or online (the frozen CLIP per view) "
+                   "[default: the recipe's].")
 def train(method, dataset, setting, data_root, cache_url, out, config, iters, batch_size, micro_batch, workers, device,
-          weights, init_from, text, seed, resume, skip_damaged, cluster_mode, dino_model, dino_weights):
+          weights, init_from, text, seed, resume, skip_damaged, cluster_mode, dino_model, dino_weights, candidates):
     """Stage 2: train a method (OC-ZSS by default, or an ablation) from its cache (see `oczss configs`)."""
     from oczss.model.weights import RANDOM_NOTE
     from oczss.pipeline.stage2.recipes import resolve
@@ -375,7 +378,7 @@ def train(method, dataset, setting, data_root, cache_url, out, config, iters, ba
     _refuse_foreign(click.get_current_context(), cfg.method)
     overrides = dict(setting=setting, iters=iters, batch_size=batch_size, micro_batch=micro_batch, workers=workers,
                      init_from=init_from, text=text, seed=seed, cluster_mode=cluster_mode, dino_model=dino_model,
-                     dino_weights=dino_weights)
+                     dino_weights=dino_weights, candidates=candidates)
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None},
                               model={**cfg.model, **({"weights": weights} if weights else {})})
     out = out or f"runs/{cfg.dataset}-{cfg.setting}" + ("" if cfg.method == "oczss" else f"-{cfg.method}")

@@ -91,6 +91,8 @@ def test_oczss_only_flags_are_refused_with_sm_in_one_line(sm_run, demo_root):
                  ["eval", "--checkpoint", str(sm_run[0] / "last.pt"), "--dataset", "demo", "--mode", "whole"]):
         r = CliRunner().invoke(main, args)
         assert r.exit_code != 0 and "--method sm takes no" in r.output and len(r.output.strip().splitlines()) == 1
+    r = CliRunner().invoke(main, ["train", "--dataset", "demo", "--candidates", "online"])  # OC-ZSS's demo recipe
+    assert r.exit_code != 0 and r.output.strip() == "error: --method oczss takes no --candidates (only --method sm does)"
 
 
 def test_stored_candidates_follow_the_view_pixel_by_pixel():

@@ -76,10 +76,15 @@ class OnlineCandidates:
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, content: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ImageNet-normalised views [B, 3, H, W], content LongTensor[B, 2] -> (candidate labels long [B, H, W],
-        IGNORE on padding; candidate embeddings fp32 [B, U, D]), ordinary tensors (usable in autograd)."""
+        IGNORE on padding; candidate embeddings fp32 [B, U, D]), ordinary tensors (usable in autograd). In fp32 even
+        under the training step's autocast, as Stage 1 would compute them."""
+        with torch.autocast(images.device.type, enabled=False):
+            return self._candidates(images.float(), content)
+
+    def _candidates(self, images: torch.Tensor, content: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, std = (images.new_tensor(v).view(1, 3, 1, 1) for v in (MEAN, STD))
         clip_mean, clip_std = (images.new_tensor(v).view(1, 3, 1, 1) for v in (OPENAI_DATASET_MEAN, OPENAI_DATASET_STD))
-        x = ((images.float() * std + mean) / 255 - clip_mean) / clip_std
+        x = ((images * std + mean) / 255 - clip_mean) / clip_std
         found = unseen_candidates(x, self.visual, self.params)
         h, w = images.shape[-2:]
         labels = resize_labels(found.labels.long(), (h, w)).clone()
