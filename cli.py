@@ -538,7 +538,7 @@ def predict(inputs, classes, method, out, save, batch_size, workers, device, wei
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(0, 65535),
               help="Port to serve on.")
 @click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="An OC-ZSS checkpoint to offer beside CASS (repeatable).")
+              help="A trained checkpoint (OC-ZSS or Split Matching) to offer beside CASS (repeatable).")
 @_device_option
 @click.option("--weights", default="pretrained", show_default=True, help="CASS's CLIP weights: pretrained, random "
               "(tests/demo) or a PATH.")
@@ -558,7 +558,7 @@ def app(host, port, checkpoints, device, weights, dino_weights, backbone, dino_m
 
     offers = {"CASS (training-free)": ("cass", dict(weights=weights, dino_weights=dino_weights, config=recipe,
                                                     backbone=backbone, dino_model=dino_model))}
-    offers.update({f"OC-ZSS {path}": (path, {}) for path in checkpoints})
+    offers.update({f"Checkpoint {path}": (path, {}) for path in checkpoints})
     serve(offers, device=device, host=host, port=port, max_upload_mb=max_upload_mb, max_images=max_images,
           max_pixels=max_pixels)
 

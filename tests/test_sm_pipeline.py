@@ -81,9 +81,12 @@ def test_eval_and_predict_from_the_checkpoint_say_random_weights(sm_run, demo_ro
                                   "--out", str(tmp_path / "p"), "--device", "cpu", "--workers", "0"])
     assert r.exit_code == 0, r.output
     assert RANDOM_NOTE in r.output and (tmp_path / "p" / "predictions.jsonl").is_file()
-    result = oczss.load(last, device="cpu")(str(image), list(DEMO_CLASSES), scores=True)
+    seg = oczss.load(last, device="cpu", cache_dir=tmp_path / "text")  # as the web page loads it
+    result = seg(str(image), list(DEMO_CLASSES), scores=True)  # its training classes: the stored embeddings
     assert result.method == "sm" and result.random_weights and result.weights["checkpoint"] == last
     assert result.labels.shape == result.image.shape[:2] and result.scores.shape[0] == len(DEMO_CLASSES)
+    assert not (tmp_path / "text").exists()
+    assert seg(str(image), ["sky", "car"]).labels.max() <= 1 and any((tmp_path / "text").iterdir())
 
 
 def test_oczss_only_flags_are_refused_with_sm_in_one_line(sm_run, demo_root):

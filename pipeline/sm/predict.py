@@ -15,6 +15,7 @@ was trained with (the checkpoint's `text`), so it evaluates the same wherever it
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -53,9 +54,11 @@ class SMMethod(Method):
 
     @classmethod
     def load(cls, source: str, *, device: str = "auto", weights: str | None = None,
-             _checkpoint: dict | None = None) -> SMMethod:
-        """weights: the CLIP text tower's weights for new class names (default: the checkpoint's clip_weights)."""
+             cache_dir: str | Path | None = None, _checkpoint: dict | None = None) -> SMMethod:
+        """weights: the CLIP text tower's weights for new class names (default: the checkpoint's clip_weights);
+        cache_dir: where text embeddings are kept on disk."""
         self = cls()
+        self.cache_dir = Path(cache_dir) if cache_dir else None
         self.device = resolve_device(device)
         ckpt = ckpt_io.load(source) if _checkpoint is None else _checkpoint
         ckpt_io.require(ckpt, source, USED)
@@ -83,7 +86,7 @@ class SMMethod(Method):
             return _Text(self.ckpt["text"].float().to(self.device), palette(self.ckpt["dataset"]))
         if self._tower is None:
             self._tower = load_tower(self.config.clip, self.config.clip_weights, "text")
-        per_name = clip_text(flat, self.spec.templates, self.config, None, self.device, self._tower)
+        per_name = clip_text(flat, self.spec.templates, self.config, None, self.device, self._tower, self.cache_dir)
         ends = np.cumsum([len(names) for names in classes])
         return _Text(torch.stack([F.normalize(per_name[e - len(names):e].mean(0), dim=-1)
                                   for e, names in zip(ends, classes)]), None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import torch
@@ -32,11 +33,11 @@ from oczss.pipeline.training.task import Context, Task, distributed
 
 
 def clip_text(classes: list[str], templates: int, config: SMConfig, text_path: str | None, device: torch.device,
-              tower=None) -> torch.Tensor:
-    """Class x template embeddings fp32 [K, T, C] from config's CLIP text tower (or the .npy `text_path`); their
-    width must be the model's embed_dim."""
+              tower=None, cache_dir: Path | None = None) -> torch.Tensor:
+    """Class x template embeddings fp32 [K, T, C] from config's CLIP text tower (or the .npy `text_path`; cached on
+    disk in `cache_dir`, default text_cache_dir()); their width must be the model's embed_dim."""
     clip = SimpleNamespace(backbone=config.clip, weights=config.clip_weights)
-    text = class_text(classes, templates, clip, text_path, device, tower)
+    text = class_text(classes, templates, clip, text_path, device, tower, cache_dir)
     if text.shape[-1] != config.embed_dim:
         raise OCZSSError(f"text embeddings of {text_path or config.clip} are {text.shape[-1]}-d, the model's "
                          f"embed_dim is {config.embed_dim}")
