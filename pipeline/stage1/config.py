@@ -90,8 +90,15 @@ class PrecomputeConfig:
                         ("--shard-size", self.shard_size), ("--decode-threads", self.decode_threads)):
             if v < 1:
                 raise OCZSSError(f"{flag} {v}: must be at least 1")
-        if self.grid < (self.masks == "dino-fps"):
-            raise OCZSSError(f"--grid {self.grid}: must be at least {int(self.masks == 'dino-fps')}")
+        if self.grid < 0:
+            raise OCZSSError(f"--grid {self.grid}: must be at least 0")
+        if self.masks == "dino-fps":
+            self._check_dino()
+
+    def _check_dino(self) -> None:
+        """The settings of dino-fps."""
+        if self.grid < 1:
+            raise OCZSSError(f"--grid {self.grid}: must be at least 1")
         if self.seed < 0:
             raise OCZSSError(f"--seed {self.seed}: must be at least 0")
         if not 0 <= self.feature_dim <= 256:

@@ -45,6 +45,7 @@ class ClipKmeans(Source):
     default_input_size = 512
 
     def load(self, cfg) -> Tower:
+        candidate_params(cfg)  # bad K-Means settings are refused before the model loads
         return load_tower(cfg.clip_model, cfg.weights, "visual")
 
     def params(self, cfg, tower: Tower, device_type: str) -> SourceParams:
