@@ -13,7 +13,7 @@ Worker (pipeline/stage1/shards.py), per process and per shard:
     decode(path, params)              -> uint8 [h, w, 3], the image as the model sees it (ImageError if unreadable)
     compute(runner, images, ids, params, extra) -> {array name: numpy [B, ...]} for same-sized uint8 images
                                          [B, h, w, 3] on the device, in params.layouts()'s shapes and dtypes
-`flags`: the precompute settings of this source only (PrecomputeConfig field names), refused for another one.
+The settings of one source only are listed in pipeline/stage1/config.py (SOURCE_FIELDS), refused for another one.
 """
 
 from __future__ import annotations
