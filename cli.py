@@ -22,6 +22,7 @@ from oczss.model.names import CLIP_B16, DINO_B8, DINO_B16
 from oczss.pipeline.data.names import DATASETS, ZERO_SHOT, canonical
 from oczss.pipeline.stage1.config import CAPTIONS, DEFAULT_GRID, DEFAULT_INPUT_SIZE, PrecomputeConfig
 from oczss.pipeline.stage1.sources import SOURCES
+from oczss.pipeline.training import names as trained_methods
 
 log = logging.getLogger("oczss.cli")
 COUNT = click.IntRange(min=1)
@@ -30,6 +31,8 @@ METHODS = click.Choice(["oczss", "cass"])
 CLUSTER_MODES = click.Choice(["view", "whole", "online"])
 METHOD_TITLES = {"oczss": "OC-ZSS only (--method oczss)", "cass": "CASS only (--method cass)"}
 DATA_NAMES = DATASETS + (CAPTIONS,)  # what `data prepare|check` and `precompute` take (captions: dinov2-tokens only)
+TRAINED = trained_methods()
+CHECKPOINT_METHODS = ("oczss",)  # the trained methods: eval / predict take their --checkpoint
 
 
 class _Names(click.Choice):
@@ -89,47 +92,57 @@ class _Group(click.Group):
 
 
 class _MethodOption(click.Option):
-    """An option of some methods (or mask sources) only: `method`, one name or a tuple of them; listed under its own
-    heading in --help, refused with the others."""
+    """An option of some methods (or mask sources) only (`method`: a name or a tuple of names): listed under its own
+    heading in --help, refused with any other."""
 
     def __init__(self, *args, method: str | tuple[str, ...], **kwargs):
         super().__init__(*args, **kwargs)
-        self.method = method
         self.methods = (method,) if isinstance(method, str) else tuple(method)
+        self.method = "/".join(self.methods)
+
+
+def _refuse_foreign(ctx, method: str | None, selector: str = "method") -> None:
+    """Refuse, in one line, the options given on the command line that `--selector method` does not take."""
+    if method is None:
+        return
+    given = [p for p in ctx.command.params if isinstance(p, _MethodOption) and method not in p.methods
+             and ctx.get_parameter_source(p.name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)]
+    if given:
+        owners = " or ".join(dict.fromkeys(f"--{selector} {m}" for p in given for m in p.methods))
+        raise OCZSSError(f"--{selector} {method} takes no {', '.join(p.opts[0] for p in given)} (only {owners} "
+                         f"{'does' if ' or ' not in owners else 'do'})")
 
 
 class _MethodCommand(click.Command):
-    """A command with --method: options of one method only are listed apart and refused with the other method."""
+    """A command with --method: options of some methods only are listed apart and refused with the others."""
 
     selector, titles = "method", METHOD_TITLES
 
     def format_options(self, ctx, formatter):
-        options = [p for p in self.get_params(ctx) if isinstance(p, click.Option)]
-        groups = [None] + list(dict.fromkeys(p.method for p in options if isinstance(p, _MethodOption)))
+        groups = dict.fromkeys([None, *(getattr(p, "method", None) for p in self.get_params(ctx))])
         for method in groups:
-            rows = [p.get_help_record(ctx) for p in options if getattr(p, "method", None) == method]
+            rows = [p.get_help_record(ctx) for p in self.get_params(ctx)
+                    if isinstance(p, click.Option) and getattr(p, "method", None) == method]
             rows = [r for r in rows if r is not None]
             if rows:
-                title = "Options" if method is None else self.titles.get(method) or (
-                    f"--{self.selector} {' or '.join(method)} only")
+                title = self.titles.get(method, f"--{self.selector} {method.replace('/', ' or ')} only") if method \
+                    else "Options"
                 with formatter.section(title):
                     formatter.write_dl(rows)
 
     def invoke(self, ctx):
-        chosen = ctx.params.get(self.selector)
-        given = [p for p in self.params if isinstance(p, _MethodOption) and chosen not in p.methods
-                 and ctx.get_parameter_source(p.name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)]
-        if given:
-            owners = " or ".join(sorted({m for p in given for m in p.methods}))
-            raise OCZSSError(f"--{self.selector} {chosen} takes no {', '.join(p.opts[0] for p in given)} (only "
-                             f"--{self.selector} {owners} does)")
+        _refuse_foreign(ctx, ctx.params.get(self.selector), self.selector)
         return super().invoke(ctx)
 
 
 class _SourceCommand(_MethodCommand):
-    """`precompute`: options of one mask source only (--masks) are listed apart and refused with another source."""
+    """`precompute`: options of some mask sources only (--masks) are listed apart and refused with another source."""
 
-    selector, titles = "masks", {s: f"--masks {s} only" for s in SOURCES}
+    selector, titles = "masks", {}
+
+
+def _oczss(*args, **kwargs):
+    return click.option(*args, cls=_MethodOption, method="oczss", **kwargs)
 
 
 @click.group(cls=_Group)
@@ -350,22 +363,26 @@ def export(out, fmt, cache_url):
 
 @main.command()
 def configs():
-    """List the named recipes: OC-ZSS training (`train --config NAME`) and CASS (`eval|predict --method cass
+    """List the named recipes: training, per method (`train --config NAME`), and CASS (`eval|predict --method cass
     --config NAME`)."""
     from oczss.pipeline.cass.recipes import recipes
     from oczss.pipeline.stage2.recipes import RECIPES
 
     cass = recipes()
     width = max(map(len, [*RECIPES, *cass]))
-    click.echo("OC-ZSS training recipes (oczss train --config NAME):")
-    for name, (what, cfg) in RECIPES.items():
-        click.echo(f"  {name:<{width}}  {cfg.iters:>6} it  {what}")
+    for method in dict.fromkeys(cfg.method for _, cfg in RECIPES.values()):
+        title = METHOD_TITLES.get(method, method).split(" only")[0]
+        click.echo(f"{title} training recipes (oczss train --config NAME):")
+        for name, (what, cfg) in RECIPES.items():
+            if cfg.method == method:
+                click.echo(f"  {name:<{width}}  {cfg.iters:>6} it  {what}")
     click.echo("CASS recipes, training-free (oczss eval|predict --method cass --config NAME):")
     for name, what in cass.items():
         click.echo(f"  {name:<{width}}  {'':>6}     {what}")
 
 
-@main.command()
+@main.command(cls=_MethodCommand)
+@click.option("--method", type=click.Choice(TRAINED), help="The method trained [default: the recipe's; oczss].")
 @click.option("--dataset", type=_Names(ZERO_SHOT), help="Benchmark to train on [default: the recipe's].")
 @click.option("--setting", type=click.Choice(["inductive", "transductive"]), help="[default: the recipe's]")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder [default: data/<folder>].")
@@ -379,31 +396,31 @@ def configs():
 @_device_option
 @click.option("--weights", help="CLIP weights: pretrained (open_clip 'openai'), random (tests/demo) or a PATH.")
 @click.option("--init-from", type=click.Path(dir_okay=False), help="Start from this checkpoint's trainable weights.")
-@click.option("--text", type=click.Path(dir_okay=False), help="Class x template text embeddings (.npy).")
+@_oczss("--text", type=click.Path(dir_okay=False), help="Class x template text embeddings (.npy).")
 @click.option("--seed", type=NATURAL, help="Data order and augmentation seed [default: 0].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
 @click.option("--skip-damaged", is_flag=True, help="Skip the images of damaged cache shards instead of stopping.")
-@click.option("--cluster-mode", type=CLUSTER_MODES, help="Object prompts' clusters: view (cached compact DINO tokens "
-              "clustered per view), whole (cached whole-image clusters) or online (DINO per view) [default: view].")
-@click.option("--dino-model", callback=_model_name("dino"),
-              help=f"The online mode's DINO (timm name) [default: {DINO_B16}].")
-@click.option("--dino-weights", help="The online mode's DINO weights: pretrained, random or a PATH.")
-def train(dataset, setting, data_root, cache_url, out, config, iters, batch_size, micro_batch, workers, device,
+@_oczss("--cluster-mode", type=CLUSTER_MODES, help="Object prompts' clusters: view (cached compact DINO tokens "
+        "clustered per view), whole (cached whole-image clusters) or online (DINO per view) [default: view].")
+@_oczss("--dino-model", callback=_model_name("dino"), help=f"The online mode's DINO (timm name) [default: {DINO_B16}].")
+@_oczss("--dino-weights", help="The online mode's DINO weights: pretrained, random or a PATH.")
+def train(method, dataset, setting, data_root, cache_url, out, config, iters, batch_size, micro_batch, workers, device,
           weights, init_from, text, seed, resume, skip_damaged, cluster_mode, dino_model, dino_weights):
-    """Stage 2: train OC-ZSS (or an ablation) from the mask cache."""
+    """Stage 2: train a method (OC-ZSS by default, or an ablation) from its cache (see `oczss configs`)."""
     from oczss.model.weights import RANDOM_NOTE
     from oczss.pipeline.stage2.recipes import resolve
-    from oczss.pipeline.stage2.train import train as run
+    from oczss.pipeline.training.loop import train as run
 
-    cfg = resolve(config, dataset)
+    cfg = resolve(config, dataset, method)
     if dataset and config and dataset != cfg.dataset:
         raise OCZSSError(f"--dataset {dataset} contradicts --config {config} (a {cfg.dataset} config)")
+    _refuse_foreign(click.get_current_context(), cfg.method)
     overrides = dict(setting=setting, iters=iters, batch_size=batch_size, micro_batch=micro_batch, workers=workers,
                      init_from=init_from, text=text, seed=seed, cluster_mode=cluster_mode, dino_model=dino_model,
                      dino_weights=dino_weights)
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None},
                               model={**cfg.model, **({"weights": weights} if weights else {})})
-    out = out or f"runs/{cfg.dataset}-{cfg.setting}"
+    out = out or f"runs/{cfg.dataset}-{cfg.setting}" + ("" if cfg.method == "oczss" else f"-{cfg.method}")
     summary = run(cfg, out=out, data_root=data_root, cache=cache_url, device=device, resume=resume,
                   skip_damaged=skip_damaged)
     if summary["rank"]:
@@ -412,10 +429,6 @@ def train(dataset, setting, data_root, cache_url, out, config, iters, batch_size
     click.echo(f"{out}: trained to iteration {summary['step']}, loss {last.get('loss', float('nan')):.4f}; "
                f"checkpoints in {out}/checkpoints, metrics in {out}/metrics.jsonl"
                + (f"; {RANDOM_NOTE}" if summary["random_weights"] else ""))
-
-
-def _oczss(*args, **kwargs):
-    return click.option(*args, cls=_MethodOption, method="oczss", **kwargs)
 
 
 @main.command("eval", cls=_MethodCommand)
@@ -432,7 +445,8 @@ def _oczss(*args, **kwargs):
               help="DINO weights: pretrained, random or a PATH (CASS's DINO; OC-ZSS: the online cluster mode's).")
 @click.option("--workers", default=2, type=NATURAL, show_default=True, help="Image loading processes.")
 @click.option("--limit", type=COUNT, help="Evaluate the first N images only.")
-@_oczss("--checkpoint", type=click.Path(dir_okay=False), help="A checkpoint written by train (required).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), cls=_MethodOption, method=CHECKPOINT_METHODS,
+              help="A checkpoint written by train (required); its method is the one evaluated.")
 @_oczss("--mode", default="slide", show_default=True, type=click.Choice(["slide", "whole"]),
         help="Inference over sliding windows or on the whole image.")
 @_oczss("--cache", "cache_url", default=None, show_default="the cache the checkpoint was trained with",
@@ -457,11 +471,15 @@ def evaluate(method, dataset, split, json_out, data_root, device, weights, dino_
         report = run(dataset, split=split, recipe=recipe, data_root=data_root, device=device,
                      weights=weights or "pretrained", dino_weights=dino_weights, backbone=backbone,
                      dino_model=dino_model, workers=workers, limit=limit)
+    elif _checkpoint_method(checkpoint, method) != "oczss":
+        from oczss.pipeline.segmenter import load
+        from oczss.pipeline.segmenter.evaluate import format_method_report as format_report
+
+        report = load(checkpoint, device=device, **({"weights": weights} if weights else {})).evaluate(
+            dataset, split=split, data_root=data_root, workers=workers, limit=limit)
     else:
         from oczss.pipeline.stage2.evaluate import evaluate as run, format_report
 
-        if not checkpoint:
-            raise OCZSSError("--method oczss needs --checkpoint (or use --method cass, which needs none)")
         report = run(checkpoint, dataset, split=split, mode=mode, data_root=data_root, cache=cache_url, device=device,
                      weights=weights, text=text, workers=workers, limit=limit, allow_subset=allow_subset,
                      cluster_mode=cluster_mode, dino_weights=None if dino_weights == "pretrained" else dino_weights)
@@ -469,6 +487,21 @@ def evaluate(method, dataset, split, json_out, data_root, device, weights, dino_
     if json_out:
         write_json(report, json_out)
         click.echo(f"report: {json_out}")
+
+
+def _checkpoint_method(checkpoint: str | None, method: str) -> str:
+    """The method --checkpoint holds; --method, when given, must agree, and options of other methods are refused."""
+    from oczss.pipeline.segmenter.evaluate import checkpoint_method
+
+    if not checkpoint:
+        raise OCZSSError(f"--method {method} needs --checkpoint (or use --method cass, which needs none)")
+    ctx = click.get_current_context()
+    kind = checkpoint_method(checkpoint)
+    if kind != method and ctx.get_parameter_source("method") == ParameterSource.COMMANDLINE:
+        raise OCZSSError(f"--checkpoint {checkpoint} holds a {kind} model, not {method}: pass --method {kind} or "
+                         f"leave --method out")
+    _refuse_foreign(ctx, kind)
+    return kind
 
 
 def _save_kinds(ctx, param, value) -> tuple[str, ...]:
@@ -497,7 +530,8 @@ def _save_kinds(ctx, param, value) -> tuple[str, ...]:
 @click.option("--weights", help="CLIP weights: pretrained, random (tests/demo) or a PATH [oczss: as in training].")
 @click.option("--dino-weights", help="DINO weights [oczss: as the training cache; cass: pretrained].")
 @click.option("--overwrite", is_flag=True, help="Redo images already done in --out (default: skip them).")
-@_oczss("--checkpoint", type=click.Path(dir_okay=False), help="A checkpoint written by train (required).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), cls=_MethodOption, method=CHECKPOINT_METHODS,
+              help="A checkpoint written by train (required); its method is the one that segments.")
 @_oczss("--text", type=click.Path(dir_okay=False), help="Text embeddings (.npy) for the classes.")
 @_oczss("--mode", default="slide", show_default=True, type=click.Choice(["slide", "whole"]),
         help="Inference over sliding windows or on the whole image.")
@@ -519,9 +553,9 @@ def predict(inputs, classes, method, out, save, batch_size, workers, device, wei
     if method == "cass":
         source, options = "cass", dict(weights=weights or "pretrained", dino_weights=dino_weights or "pretrained",
                                        config=recipe, backbone=backbone, dino_model=dino_model)
+    elif _checkpoint_method(checkpoint, method) != "oczss":
+        source, options = checkpoint, {"weights": weights} if weights else {}
     else:
-        if not checkpoint:
-            raise OCZSSError("--method oczss needs --checkpoint; `--method cass` segments without one")
         source, options = checkpoint, dict(weights=weights, dino_weights=dino_weights, text=text, mode=mode,
                                            cluster_mode=cluster_mode)
     todo = plan(list(inputs), classes, out, save, overwrite)

@@ -26,7 +26,7 @@ from oczss.pipeline.stage2.evaluate import evaluate
 from oczss.pipeline.stage1.precompute import PrecomputeConfig, precompute
 from oczss.pipeline.stage2.recipes import resolve
 from oczss.pipeline.runtime import resolve_device
-from oczss.pipeline.stage2.train import train
+from oczss.pipeline.training.loop import train
 from synthetic import make_coco_like
 
 

@@ -24,7 +24,7 @@ from oczss.pipeline.prediction import plan, run as run_predict
 from oczss.pipeline.segmenter import load as load_segmenter
 from oczss.pipeline.stage2.evaluate import evaluate, format_report
 from oczss.pipeline.stage2.recipes import resolve
-from oczss.pipeline.stage2.train import train
+from oczss.pipeline.training.loop import train
 
 log = logging.getLogger(__name__)
 

@@ -130,6 +130,7 @@ class FakeMethod:
     -(grey / 255 * K - k)^2 per pixel, so the map is the image's brightness in K bands. Counts its embed calls."""
 
     name = "fake"
+    trained = None
 
     @classmethod
     def load(cls, source: str, *, device: str = "auto", weights: str = "random"):

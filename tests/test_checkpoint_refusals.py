@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from oczss.cli import main
 from oczss.pipeline.stage2.recipes import resolve
-from oczss.pipeline.stage2.train import train
+from oczss.pipeline.training.loop import train
 
 
 def run(*args):

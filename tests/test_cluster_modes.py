@@ -21,7 +21,7 @@ from oczss.pipeline.stage2.checkpoint import load
 from oczss.pipeline.stage2.clusters import StepClusters, open_cached
 from oczss.pipeline.stage2.loader import Positions, TrainData
 from oczss.pipeline.stage2.recipes import resolve
-from oczss.pipeline.stage2.train import train
+from oczss.pipeline.training.loop import train
 
 
 def test_view_and_online_prompts_see_their_clusters_where_whole_ones_often_do_not(demo_stage1):

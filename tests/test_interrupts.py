@@ -26,8 +26,7 @@ import oczss.model.segmentor as segmentor
 from torch.utils.tensorboard import SummaryWriter
 from oczss.cli import main
 from oczss.pipeline.stage2 import checkpoint
-
-from oczss.pipeline.stage2 import train
+from oczss.pipeline.training import loop as train
 
 args, phases = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 

@@ -9,7 +9,7 @@ from oczss.model import OCZSSConfig, build_model
 from oczss.model.slots import SlotAttention
 from oczss.pipeline.stage2.checkpoint import load
 from oczss.pipeline.stage2.recipes import resolve
-from oczss.pipeline.stage2.train import train
+from oczss.pipeline.training.loop import train
 
 
 def test_slots_compete_for_patches_and_are_a_set():

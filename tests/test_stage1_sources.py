@@ -139,7 +139,7 @@ def test_a_cache_of_another_source_is_refused(clip_cache, tokens_cache, demo_roo
     (["--masks", "clip-kmeans", "--ks", "3"], "--masks clip-kmeans takes no --ks (only --masks dino-fps does)"),
     (["--masks", "dino-fps", "--clip-weights", "random", "--windows", "2"],
      "--masks dino-fps takes no --clip-weights, --windows (only --masks clip-kmeans does)"),
-    (["--masks", "dinov2-tokens", "--grid", "8"], "takes no --grid (only --masks clip-kmeans or dino-fps does)"),
+    (["--masks", "dinov2-tokens", "--grid", "8"], "takes no --grid (only --masks dino-fps or --masks clip-kmeans do)"),
     (["--masks", "clip-kmeans", "--clip-model", "ViT-Nope"], "--clip-model ViT-Nope: open_clip has no such model"),
     (["--masks", "clip-kmeans", "--dataset", "coco-captions"], "only --masks dinov2-tokens caches it"),
     (["--masks", "clip-kmeans", "--windows", "0"], "--masks clip-kmeans: candidate params: windows must be >= 1"),

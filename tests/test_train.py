@@ -22,7 +22,7 @@ from oczss.pipeline.stage2.clusters import open_cached
 from oczss.pipeline.stage2.loader import TrainData
 from oczss.pipeline.data.datasets import Dataset
 from oczss.pipeline.stage2.recipes import resolve
-from oczss.pipeline.stage2.train import train
+from oczss.pipeline.training.loop import train
 
 
 @pytest.fixture

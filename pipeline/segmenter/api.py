@@ -111,6 +111,16 @@ class Segmenter:
             return self._segment([decode(images)], text, scores)[0]
         return self._yield(self.stream(as_batch(images), text, batch_size, workers, scores), skip_unreadable)
 
+    def evaluate(self, dataset: str, *, split: str = "val", data_root: str | None = None, workers: int = 2,
+                 limit: int | None = None, progress: bool = True) -> dict:
+        """This method on a whole benchmark split (first `limit` images) -> the report `oczss eval --json` writes
+        (pipeline/segmenter/evaluate.py): per-class IoU, mIoU, pixel accuracy, and mIoU(S) / mIoU(U) / hIoU on the
+        zero-shot benchmarks."""
+        from oczss.pipeline.segmenter.evaluate import evaluate_method
+
+        return evaluate_method(self._method, dataset, split=split, data_root=data_root, workers=workers, limit=limit,
+                               trained=self._method.trained, progress=progress)
+
     def text(self, classes) -> tuple:
         """(parsed classes, the method's text for them), from the cache when this class list was seen before."""
         parsed = parse_classes(classes)

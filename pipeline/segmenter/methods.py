@@ -27,12 +27,13 @@ from oczss.errors import OCZSSError
 
 class Method:
     """Base of every method. Subclasses set `name`, and in `load`: `device`, `weights` (what made the results: a
-    dict of plain strings, recorded in every result) and `random_weights`."""
+    dict of plain strings, recorded in every result), `random_weights`, and for trained methods `trained`."""
 
     name: str = ""
     device: torch.device
     weights: dict
     random_weights: bool
+    trained: dict | None = None  # a checkpoint's {"dataset", "unseen"}: its unseen classes apply on its dataset
 
     @classmethod
     def load(cls, source: str, *, device: str = "auto", **options) -> Method:

@@ -16,9 +16,13 @@ from oczss.pipeline.data.datasets import SPECS
 from oczss.pipeline.data.names import canonical
 
 
+LABELLED = ("oczss", "sm")  # methods trained on a segmentation dataset (the others check theirs in their Task)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything `oczss train` does; `model` holds OCZSSConfig fields (oczss.model.OCZSSConfig).
+    """Everything `oczss train` does. method: the method trained (pipeline/training registers them); `model` holds
+    its model config's fields (OC-ZSS: oczss.model.OCZSSConfig).
 
     micro_batch: per-process batch of one forward/backward (0: batch_size / processes); the rest is gradient
     accumulation. unseen: replaces the dataset's unseen classes (Tables 5 and 9). text: a .npy of class x
@@ -37,6 +41,7 @@ class TrainConfig:
     `online` (DINO on each view in the step, no cache); dino_model / dino_weights: the DINO of the online mode.
     """
 
+    method: str = "oczss"
     dataset: str = "voc"
     setting: str = "inductive"
     iters: int = 20000
@@ -73,7 +78,8 @@ class TrainConfig:
         return self.lr * self.refiner_lr_mult
 
     def __post_init__(self):
-        object.__setattr__(self, "dataset", canonical(self.dataset, tuple(SPECS)))  # any case
+        if self.method in LABELLED:
+            object.__setattr__(self, "dataset", canonical(self.dataset, tuple(SPECS)))  # any case
         if self.cluster_mode not in ("whole", "view", "online"):
             raise OCZSSError(f"--cluster-mode {self.cluster_mode!r}: choose whole, view or online")
         if self.cluster_mode == "online":

@@ -104,6 +104,7 @@ class OCZSSMethod(Method):
         self.weights = {"checkpoint": str(source), "clip": str(config.weights), "backbone": config.backbone,
                         "clip_fingerprint": self.ckpt["weights_fingerprint"], "trained_on": self.ckpt["dataset"],
                         "setting": self.ckpt["setting"], "mode": mode, "cluster_mode": str(self.cluster_mode)}
+        self.trained = {"dataset": self.ckpt["dataset"], "unseen": list(self.ckpt["unseen"])}
         self.random_weights = bool(self.ckpt["random_weights"]) or (self.cluster_mode is not None and bool(
             self.ckpt["cluster_source"].get("random_weights")))
         return self

@@ -11,6 +11,7 @@ its schedule); the other defaults are TrainConfig's.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from oczss.pipeline.configs import from_dict
 from oczss.pipeline.data.datasets import SPECS
 from oczss.pipeline.stage2.config import TrainConfig
 
+# the other trained methods' recipe modules: each has `recipes() -> {name: (what, TrainConfig)}`
+METHOD_RECIPES: tuple[str, ...] = ()
 ITERS = {"voc": 20000, "context": 40000, "coco": 80000, "demo": 600}
 # n_o and S per dataset (§4); VPT tokens per layer: OTSeg's (docs/protocol.md §4: 100 for COCO), which §4 says OC-ZSS
 # follows; App. A says "10 learnable prompts" without naming a dataset (recipe coco-vpt10 reads it for COCO too).
@@ -103,18 +106,33 @@ def _recipes() -> dict[str, tuple[str, TrainConfig]]:
         add(f"voc-clusters-{mode}", f"cluster mode {mode}: {what}", dataclasses.replace(_base("voc"), cluster_mode=mode))
     demo = dataclasses.replace(_base("demo"), batch_size=8, warmup_iters=30, lr=3e-4, workers=2, save_every=100)
     add("demo", "the built-in demo: tiny random-weight model, a few minutes on a CPU", demo)
+    for module in METHOD_RECIPES:
+        out.update(importlib.import_module(module).recipes())
     return out
 
 
 RECIPES = _recipes()
 
 
-def resolve(name_or_path: str | None, dataset: str | None) -> TrainConfig:
-    """A recipe by name, a TrainConfig JSON file, or (None) the default recipe `<dataset>-inductive`."""
+def resolve(name_or_path: str | None, dataset: str | None, method: str | None = None) -> TrainConfig:
+    """A recipe by name, a TrainConfig JSON file, or (None) the method's default recipe for `dataset` (OC-ZSS:
+    `<dataset>-inductive`; another method: `<method>-<dataset>`); `method`, when given, must be the config's."""
     if name_or_path is None:
         if dataset is None:
             raise OCZSSError("give --dataset or --config")
-        return dataclasses.replace(RECIPES["demo" if dataset == "demo" else f"{dataset}-inductive"][1])
+        name = ("demo" if dataset == "demo" else f"{dataset}-inductive") if method in (None, "oczss") else \
+            f"{method}-{dataset}"
+        if name not in RECIPES:
+            raise OCZSSError(f"--method {method} has no recipe for --dataset {dataset}: pick one with --config (see "
+                             f"`oczss configs`)")
+        return dataclasses.replace(RECIPES[name][1], model=dict(RECIPES[name][1].model))
+    cfg = _named_or_file(name_or_path)
+    if method is not None and cfg.method != method:
+        raise OCZSSError(f"--method {method} contradicts --config {name_or_path} (a {cfg.method} config)")
+    return cfg
+
+
+def _named_or_file(name_or_path: str) -> TrainConfig:
     if name_or_path in RECIPES:
         cfg = RECIPES[name_or_path][1]
         return dataclasses.replace(cfg, model=dict(cfg.model))
