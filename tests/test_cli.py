@@ -35,7 +35,7 @@ def test_every_flag_has_help():
 
 def test_flags_of_one_method_are_listed_under_it():
     text = CliRunner().invoke(main, ["eval", "--help"]).output
-    general, rest = text.split("Only --method oczss or sm:")
+    general, rest = text.split("--method oczss or sm only:")
     trained, rest = rest.split("OC-ZSS only (--method oczss):")
     oczss, cass = rest.split("CASS only (--method cass):")
     assert "--dataset" in general and "--device" in general
