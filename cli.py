@@ -180,10 +180,10 @@ def _model_name(kind: str):
     return check
 
 
-def _default_cache() -> str:
+def _default_cache(source: str = "dino-fps") -> str:
     from oczss.cache.store import default_cache_url
 
-    return default_cache_url()
+    return default_cache_url(source)
 
 
 def _cache_option(f):
@@ -425,6 +425,9 @@ def train(method, dataset, setting, data_root, cache_url, out, config, iters, ba
                      dino_weights=dino_weights, candidates=candidates)
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None},
                               model={**cfg.model, **({"weights": weights} if weights else {})})
+    if cfg.method == "sm" and click.get_current_context().get_parameter_source("cache_url") != \
+            ParameterSource.COMMANDLINE:
+        cache_url = _default_cache("clip-kmeans")  # SM's candidates: the clip-kmeans source's own default cache
     out = out or f"runs/{cfg.dataset}-{cfg.setting}" + ("" if cfg.method == "oczss" else f"-{cfg.method}")
     summary = run(cfg, out=out, data_root=data_root, cache=cache_url, device=device, resume=resume,
                   skip_damaged=skip_damaged)

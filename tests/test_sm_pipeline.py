@@ -22,6 +22,8 @@ from oczss.pipeline.data.datasets import DEMO_CLASSES, Dataset
 from oczss.pipeline.data.transforms import View
 from oczss.pipeline.demo import random_text
 from oczss.pipeline.sm.data import OnlineCandidates, SMData, online_params, pixel_candidates
+from oczss.pipeline.stage1.precompute import PrecomputeConfig, precompute
+from oczss.pipeline.stage1.reader import open_source
 from oczss.pipeline.stage2.checkpoint import load
 from oczss.pipeline.stage2.recipes import RECIPES, resolve
 from oczss.pipeline.training.loop import train
@@ -95,7 +97,40 @@ def test_oczss_only_flags_are_refused_with_sm_in_one_line(sm_run, demo_root):
         r = CliRunner().invoke(main, args)
         assert r.exit_code != 0 and "--method sm takes no" in r.output and len(r.output.strip().splitlines()) == 1
     r = CliRunner().invoke(main, ["train", "--dataset", "demo", "--candidates", "online"])  # OC-ZSS's demo recipe
-    assert r.exit_code != 0 and r.output.strip() == "error: --method oczss takes no --candidates (only --method sm does)"
+    assert r.exit_code != 0 and r.output.strip() == ("error: --method oczss takes no --candidates (only --method sm "
+                                                     "does)")
+
+
+@pytest.fixture(scope="module")
+def clip_cache(demo_root, tmp_path_factory) -> str:
+    """Stage 1's clip-kmeans candidates of the demo train split (tiny random CLIP, 64^2, 8 x 8 grid)."""
+    url = str(tmp_path_factory.mktemp("clip") / "clip.zarr")
+    precompute(PrecomputeConfig(masks="clip-kmeans", dataset="demo", split="train", clip_model="tiny",
+                                weights="random", input_size=64, grid=8, windows=(2, 4), max_candidates=6, crop_size=64,
+                                batch_size=8, decode_threads=2, device="cpu", data_root=str(demo_root), cache=url),
+               progress=False)
+    return url
+
+
+def test_training_reads_stage1_candidates_from_the_cache(sm_run, clip_cache, demo_root, tmp_path):
+    cfg = dataclasses.replace(sm_run[1], candidates="cache", iters=2)
+    train(cfg, out=tmp_path / "run", data_root=str(demo_root), cache=clip_cache, device="cpu", progress=False)
+    ckpt = load(tmp_path / "run" / "last.pt")
+    source = ckpt["candidate_source"]
+    assert source["mode"] == "cache" and source["clip"] == "tiny" and source["params"]["max_candidates"] == 6
+    rows = open_source(clip_cache, "demo", "train", "clip-kmeans")
+    item = SMData(Dataset("demo", str(demo_root)), rows_samples(demo_root, rows), rows, 128, seed=0)[(3, 3)]
+    assert item["candidate_embeddings"].shape == (6, 32) and item["candidate_labels"].max() <= 255
+    stored = set(np.unique(rows.get(rows_samples(demo_root, rows)[3].image_id)["candidate_labels"]).tolist())
+    assert set(item["candidate_labels"].unique().tolist()) <= stored | {IGNORE}
+    np.save(tmp_path / "text64.npy", np.ones((len(DEMO_CLASSES), 2, 64), np.float32))  # a 64-d text space
+    wide = dataclasses.replace(cfg, text=str(tmp_path / "text64.npy"), model={**cfg.model, "embed_dim": 64})
+    with pytest.raises(OCZSSError, match="candidates come from CLIP tiny \\(32-d\\).*64-d"):
+        train(wide, out=tmp_path / "wide", data_root=str(demo_root), cache=clip_cache, device="cpu", progress=False)
+
+
+def rows_samples(demo_root, rows):
+    return [s for s in Dataset("demo", str(demo_root)).samples("train") if rows.has(s.image_id)]
 
 
 def test_stored_candidates_follow_the_view_pixel_by_pixel():

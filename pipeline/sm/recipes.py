@@ -3,8 +3,8 @@ takes `sm-D`).
 
 Schedule (§4; Mask2Former's, oczss.model.sm.optim): batch 16, AdamW at 1e-4 (lr_mult 1), weight decay 0.05, poly
 0.9 to 0 without warmup; 20k iterations on VOC, 80k on COCO-Stuff, 40k for the ablations of Tables 2-4, run on
-COCO-Stuff with a ResNet-50 (§4.2). The candidates come from the frozen CLIP on each view (`online`) until Stage 1's
-clip-kmeans cache can be read.
+COCO-Stuff with a ResNet-50 (§4.2). The candidates are Stage 1's (`candidates: cache`, `oczss precompute --masks
+clip-kmeans`), but for the demo's, made by the frozen CLIP on each view (`online`: no precompute step).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _base(dataset: str, iters: int, **model) -> TrainConfig:
     s = MASK2FORMER_SCHEDULE
     return TrainConfig(method="sm", dataset=dataset, iters=iters, batch_size=s["batch_size"], lr=s["lr"], lr_mult=1.0,
                        weight_decay=s["weight_decay"], warmup_iters=s["warmup_iters"], poly_power=s["poly_power"],
-                       min_lr=0.0, candidates="online", model=model)
+                       min_lr=0.0, model=model)
 
 
 def recipes() -> dict[str, tuple[str, TrainConfig]]:
@@ -44,6 +44,7 @@ def recipes() -> dict[str, tuple[str, TrainConfig]]:
         rows[f"sm-coco-r50-{name.replace('_', '-')}"] = (
             f"{TABLES[name]}; COCO-Stuff, ResNet-50, 40k",
             _base("coco", iters["coco_resnet50_ablation"], backbone=RESNET50, **switches))
-    demo = dataclasses.replace(_base("demo", 60, **DEMO_MODEL), batch_size=4, lr=1e-3, workers=2, save_every=100)
+    demo = dataclasses.replace(_base("demo", 60, **DEMO_MODEL), batch_size=4, lr=1e-3, workers=2, save_every=100,
+                               candidates="online")
     rows["sm-demo"] = ("the demo: tiny random-weight Split Matching, online candidates from the tiny random CLIP", demo)
     return {name: (what, dataclasses.replace(cfg, description=what)) for name, (what, cfg) in rows.items()}

@@ -13,6 +13,7 @@ step. Everything trains, so a checkpoint holds the whole state dict.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,16 +21,20 @@ from types import SimpleNamespace
 import torch
 
 from oczss import __version__
+from oczss.cache.location import resolve
 from oczss.errors import OCZSSError
 from oczss.model.clip import load_tower
 from oczss.model.sm import MASK2FORMER_SCHEDULE, Batch, SMConfig, build_sm, param_groups
 from oczss.pipeline.configs import from_dict
 from oczss.pipeline.sm.data import OnlineCandidates, SMData, online_params
+from oczss.pipeline.stage1.reader import open_source
 from oczss.pipeline.stage2.config import TrainConfig
 from oczss.pipeline.stage2.loader import training_loader, training_split
 from oczss.pipeline.stage2.text import class_text
 from oczss.pipeline.stage2.train import lr_factor
 from oczss.pipeline.training.task import Context, Task, distributed
+
+log = logging.getLogger(__name__)
 
 
 def clip_text(classes: list[str], templates: int, config: SMConfig, text_path: str | None, device: torch.device,
@@ -76,7 +81,8 @@ class SMTask(Task):
         workers = min(cfg.workers, os.cpu_count() or 1)
         self.loader = training_loader(SMData(dataset, samples, maps, spec.crop, cfg.seed), ctx, workers)
         self.device, self.desc = dev, f"train sm {cfg.dataset}"
-        self.random_weights = model.random_weights or config.clip_weights == "random"
+        self.random_weights = model.random_weights or config.clip_weights == "random" or \
+            bool(source.get("random_weights"))
         self.meta = {"train_config": dataclasses.asdict(cfg), "model_config": dataclasses.asdict(config),
                      "dataset": cfg.dataset, "setting": "inductive", "classes": list(spec.classes),
                      "unseen": list(spec.unseen), "random_weights": self.random_weights,
@@ -121,5 +127,28 @@ def _candidate_source(cfg: TrainConfig, config: SMConfig, samples: list, ctx: Co
         source = {"mode": "online", "clip": config.clip, "fingerprint": tower.fingerprint,
                   "random_weights": tower.random, "params": dataclasses.asdict(params)}
         return samples, None, source, OnlineCandidates(tower.module.to(ctx.device), params)
-    raise OCZSSError("candidates 'cache' needs Stage 1's clip-kmeans candidates, which this version cannot read yet: "
-                     "use the `online` source (the sm-* recipes' default)")
+    return _cached(cfg, config, samples, ctx)
+
+
+def _cached(cfg: TrainConfig, config: SMConfig, samples: list, ctx: Context):
+    """The `cache` source: Stage 1's clip-kmeans rows of the train split (samples without a done row skipped)."""
+    if ctx.cache is None:
+        raise OCZSSError("candidates 'cache' needs --cache, a clip-kmeans cache (`oczss precompute --masks "
+                         "clip-kmeans`); or pass --candidates online")
+    rows = open_source(ctx.cache, cfg.dataset, "train", "clip-kmeans", skip_damaged=ctx.skip_damaged)
+    p = rows.params
+    kept = [s for s in samples if rows.has(s.image_id)]
+    if not kept:
+        raise OCZSSError(f"--cache {ctx.cache} holds no candidates of any {cfg.dataset} train image: run `oczss "
+                         f"precompute --masks clip-kmeans --dataset {cfg.dataset} --split train` first")
+    if len(kept) < len(samples):
+        log.warning("%d of %d %s/train samples have no candidates in %s (missing or failed in precompute) and are "
+                    "skipped", len(samples) - len(kept), len(samples), cfg.dataset, ctx.cache)
+    first = rows.get(kept[0].image_id)  # None: a damaged shard the user asked to skip
+    width = None if first is None else first["candidate_embeddings"].shape[-1]
+    if p["clip_model"] != config.clip or width not in (None, config.embed_dim):
+        raise OCZSSError(f"--cache {ctx.cache}: its candidates come from CLIP {p['clip_model']} ({width}-d), but the "
+                         f"model's text space is CLIP {config.clip}'s ({config.embed_dim}-d)")
+    source = {"mode": "cache", "cache": resolve(ctx.cache), "clip": p["clip_model"], "fingerprint": p["fingerprint"],
+              "random_weights": rows.random_weights, "params": p["candidates"], "input_size": p["input_size"]}
+    return kept, rows, source, None
