@@ -1,7 +1,8 @@
 """Split Matching's training task for the shared loop (pipeline/training/loop.py): `oczss train --method sm`.
 
-Per micro-batch: the view's candidates (cached, or the frozen CLIP on the view: pipeline/sm/data.py), the model's
-forward and L = L_SM + L_MFE (§3.4, oczss.model.sm.objective). Inductive only (the paper's setting): the seen
+Per micro-batch: the view's candidates (TrainConfig.candidates: `cache`, Stage 1's clip-kmeans rows sampled per
+pixel of the view in the loader; or `online`, the frozen CLIP on the view in the step: pipeline/sm/data.py), the
+model's forward and L = L_SM + L_MFE (§3.4, oczss.model.sm.objective). Inductive only (the paper's setting): the seen
 classes' text embeddings A_s are the targets' classes, unseen pixels are ignored.
 
 Optimiser (§4 "all other hyperparameters unchanged": Mask2Former's, oczss.model.sm.optim): AdamW over its parameter
