@@ -26,11 +26,13 @@ from oczss.pipeline.training import names as trained_methods
 log = logging.getLogger("oczss.cli")
 COUNT = click.IntRange(min=1)
 NATURAL = click.IntRange(min=0)
-METHODS = click.Choice(["oczss", "cass"])
+METHODS = click.Choice(["oczss", "cass", "simzss"])
 CLUSTER_MODES = click.Choice(["view", "whole", "online"])
-METHOD_TITLES = {"oczss": "OC-ZSS only (--method oczss)", "cass": "CASS only (--method cass)"}
+METHOD_TITLES = {"oczss": "OC-ZSS only (--method oczss)", "cass": "CASS only (--method cass)",
+                 "simzss": "SimZSS only (--method simzss)"}
 TRAINED = trained_methods()
-CHECKPOINT_METHODS = ("oczss",)  # the trained methods: eval / predict take their --checkpoint
+CHECKPOINT_METHODS = ("oczss", "simzss")  # the trained methods: eval / predict take their --checkpoint
+CAPTIONS = "coco-captions"  # image-caption pairs (SimZSS): prepared, checked and trained on, not evaluated
 
 
 class _Names(click.Choice):
@@ -337,7 +339,8 @@ def configs():
 
 @main.command(cls=_MethodCommand)
 @click.option("--method", type=click.Choice(TRAINED), help="The method trained [default: the recipe's; oczss].")
-@click.option("--dataset", type=_Names(ZERO_SHOT), help="Benchmark to train on [default: the recipe's].")
+@click.option("--dataset", type=_Names(ZERO_SHOT + (CAPTIONS,)),
+              help="Benchmark to train on (SimZSS: coco-captions) [default: the recipe's].")
 @click.option("--setting", type=click.Choice(["inductive", "transductive"]), help="[default: the recipe's]")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder [default: data/<folder>].")
 @_cache_option
@@ -348,7 +351,8 @@ def configs():
 @click.option("--micro-batch", type=COUNT, help="Per-process batch per forward; the rest is gradient accumulation.")
 @click.option("--workers", type=NATURAL, help="Data loader processes [default: 8, at most the CPU count].")
 @_device_option
-@click.option("--weights", help="CLIP weights: pretrained (open_clip 'openai'), random (tests/demo) or a PATH.")
+@click.option("--weights", help="CLIP weights (SimZSS: its frozen vision tower's): pretrained, random (tests/demo) "
+              "or a PATH.")
 @click.option("--init-from", type=click.Path(dir_okay=False), help="Start from this checkpoint's trainable weights.")
 @_oczss("--text", type=click.Path(dir_okay=False), help="Class x template text embeddings (.npy).")
 @click.option("--seed", type=NATURAL, help="Data order and augmentation seed [default: 0].")
@@ -394,7 +398,8 @@ def train(method, dataset, setting, data_root, cache_url, out, config, iters, ba
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the report as JSON here.")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder [default: data/<folder>].")
 @_device_option
-@click.option("--weights", help="CLIP weights: pretrained, random (tests/demo) or a PATH [oczss: as in training].")
+@click.option("--weights", help="CLIP weights (SimZSS: its vision tower's): pretrained, random (tests/demo) or a PATH "
+              "[trained methods: as in training].")
 @click.option("--dino-weights", default="pretrained", show_default=True,
               help="DINO weights: pretrained, random or a PATH (CASS's DINO; OC-ZSS: the online cluster mode's).")
 @click.option("--workers", default=2, type=NATURAL, show_default=True, help="Image loading processes.")
@@ -481,7 +486,8 @@ def _save_kinds(ctx, param, value) -> tuple[str, ...]:
 @click.option("--workers", default=2, type=NATURAL, show_default=True,
               help="Threads decoding images ahead of the model (and writing outputs behind it).")
 @_device_option
-@click.option("--weights", help="CLIP weights: pretrained, random (tests/demo) or a PATH [oczss: as in training].")
+@click.option("--weights", help="CLIP weights (SimZSS: its vision tower's): pretrained, random (tests/demo) or a PATH "
+              "[trained methods: as in training].")
 @click.option("--dino-weights", help="DINO weights [oczss: as the training cache; cass: pretrained].")
 @click.option("--overwrite", is_flag=True, help="Redo images already done in --out (default: skip them).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), cls=_MethodOption, method=CHECKPOINT_METHODS,
@@ -583,7 +589,7 @@ def data():
 
 
 @data.command("prepare")
-@click.argument("name", type=_Names(DATASETS))
+@click.argument("name", type=_Names(DATASETS + (CAPTIONS,)))
 @click.option("--raw", type=click.Path(file_okay=False),
               help="Folder holding the downloads, extracted or as the original archives (not needed for demo).")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
@@ -602,8 +608,8 @@ def data_prepare(name, raw, out, workers):
 
 
 @data.command("check")
-@click.argument("name", required=False, type=_Names(DATASETS))
-@click.option("--dataset", type=_Names(DATASETS), help="The same as NAME (the older spelling).")
+@click.argument("name", required=False, type=_Names(DATASETS + (CAPTIONS,)))
+@click.option("--dataset", type=_Names(DATASETS + (CAPTIONS,)), help="The same as NAME (the older spelling).")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder [default: data/<folder>].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of text.")
 @click.option("--workers", type=COUNT, help="Reading processes [default: the CPU cores].")
@@ -619,7 +625,12 @@ def data_check(name, dataset, data_root, as_json, workers):
     if not (name or dataset):
         raise OCZSSError(f"data check needs the dataset: `oczss data check NAME --data-root DIR`, NAME one of "
                          f"{', '.join(DATASETS)}")
-    report = check(name or dataset, data_root, workers=workers)
+    if (name or dataset) == CAPTIONS:
+        from oczss.pipeline.data.caption_check import check_captions as check, format_caption_report as format_report
+
+        report = check(data_root, workers=workers)
+    else:
+        report = check(name or dataset, data_root, workers=workers)
     click.echo(to_json(report) if as_json else format_report(report))
     if not report["ok"]:
         click.echo(f"{report['root']}: {len(report['problems'])} problem(s)", err=True)

@@ -123,7 +123,7 @@ def resolve(name_or_path: str | None, dataset: str | None, method: str | None = 
         name = ("demo" if dataset == "demo" else f"{dataset}-inductive") if method in (None, "oczss") else \
             f"{method}-{dataset}"
         if name not in RECIPES:
-            raise OCZSSError(f"--method {method} has no recipe for --dataset {dataset}: pick one with --config (see "
+            raise OCZSSError(f"--method {method or 'oczss'} has no recipe for --dataset {dataset}: pick one with --config (see "
                              f"`oczss configs`)")
         return dataclasses.replace(RECIPES[name][1], model=dict(RECIPES[name][1].model))
     cfg = _named_or_file(name_or_path)
