@@ -104,15 +104,17 @@ def test_eval_and_predict_from_the_checkpoint_say_random_weights(trained, demo_r
     assert seg._method.trained is None and seg.weights["vision"] == "tiny-p14"
 
 
-def test_oczss_flags_and_labelled_datasets_are_refused_for_simzss(trained, captions):
+def test_oczss_flags_and_labelled_datasets_are_refused_for_simzss(trained, captions, tmp_path):
     r = cli("train", "--method", "simzss", "--dataset", "coco-captions", "--cluster-mode", "online")
     assert r.exit_code == 2 and "--method simzss takes no --cluster-mode" in r.output and "\n" == r.output[-1:]
     assert len(r.output.strip().splitlines()) == 1
     r = cli("eval", "--checkpoint", trained / "last.pt", "--dataset", "demo", "--mode", "whole")
     assert r.exit_code == 2 and "--method simzss takes no --mode" in r.output
     with pytest.raises(OCZSSError, match="--dataset coco-captions, not voc"):
-        train(dataclasses.replace(DEMO, dataset="voc"), out="unused", data_root=None, cache=None, device="cpu")
-    assert resolve(None, "coco-captions", "simzss").model["simzss"] == {}  # the public code's ViT-B run
+        train(dataclasses.replace(DEMO, dataset="voc"), out=tmp_path / "unused", data_root=None, cache=None, device="cpu")
+    public = resolve(None, "coco-captions", "simzss")  # the public code's ViT-B run: spaCy's en_core_web_trf
+    with pytest.raises(OCZSSError, match="spaCy model 'en_core_web_trf' is not installed: python -m spacy download"):
+        train(public, out=tmp_path / "unused", data_root=str(captions), cache=None, device="cpu")
     r = cli("data", "check", "coco-captions", "--data-root", captions, "--workers", 1)
     assert r.exit_code == 0 and "8 images" in r.output and "a subset" in r.output
 

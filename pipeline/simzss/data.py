@@ -11,7 +11,7 @@ worker (the extractor is built once per process), and mapped to CLIP token spans
 
 Views at R x R (SimZSSConfig.image_size), uint8: `crop`, the public code's RandomResizedCrop (area `crop_scale`,
 aspect 3/4..4/3, bicubic; open_clip's training transform), seeded by (seed, position); `whole`, the whole image
-resized to R x R (bicubic), what a token cache holds.
+resized to R x R (bilinear, pipeline/data/resize.py), exactly what Stage 1's dinov2-tokens cache holds.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from oczss.pipeline.data.caption_tokens import TokenAligner, collate as collate_
 from oczss.pipeline.data.captions import CaptionSample
 from oczss.pipeline.data.concepts import ConceptConfig, build
 from oczss.pipeline.data.images import load_rgb
+from oczss.pipeline.data.resize import bilinear
 from oczss.pipeline.workers import Failure, guarded
 
 RATIO = (3 / 4, 4 / 3)  # RandomResizedCrop's aspect range
@@ -58,7 +59,9 @@ def crop_box(width: int, height: int, scale: tuple[float, float], rng: np.random
 def view(path, size: int, kind: str, scale: tuple[float, float], rng: np.random.Generator) -> torch.Tensor:
     """The training view of an image file: uint8 [size, size, 3] (`crop` or `whole`, module docstring)."""
     image = load_rgb(path)
-    box = crop_box(*image.size, scale, rng) if kind == "crop" else None
+    if kind == "whole":
+        return torch.from_numpy(bilinear(np.asarray(image), (size, size)))
+    box = crop_box(*image.size, scale, rng)
     return torch.from_numpy(np.asarray(image.resize((size, size), Image.BICUBIC, box=box)).copy())
 
 

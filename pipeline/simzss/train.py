@@ -20,6 +20,7 @@ from oczss.errors import OCZSSError
 from oczss.model.simzss import SimZSS, TextBatch, load_vision, optimizer
 from oczss.model.weights import fingerprint
 from oczss.pipeline.data.captions import NAME, CaptionDataset
+from oczss.pipeline.data.concepts import load_spacy
 from oczss.pipeline.simzss.config import run_config
 from oczss.pipeline.simzss.data import CaptionViews, collate
 from oczss.pipeline.stage2.loader import Positions, seed_worker
@@ -40,7 +41,9 @@ class SimZSSTask(Task):
         if cfg.setting != "inductive" or cfg.unseen is not None or cfg.text is not None:
             raise OCZSSError("--method simzss takes no --setting, unseen classes or --text (OC-ZSS's): it learns "
                              "from captions, every class is open-vocabulary")
-        run_config(cfg)
+        concepts = run_config(cfg).concept_config()
+        if concepts.source == "spacy":
+            load_spacy(concepts.spacy_model, check_only=True)  # the loader's workers load it
 
     @classmethod
     def build(cls, ctx: Context) -> SimZSSTask:
