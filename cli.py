@@ -391,7 +391,7 @@ def train(method, dataset, setting, data_root, cache_url, out, config, iters, ba
 
 @main.command("eval", cls=_MethodCommand)
 @click.option("--method", default="oczss", show_default=True, type=METHODS,
-              help="oczss: a trained checkpoint; cass: training-free, no checkpoint.")
+              help="oczss, simzss: a trained checkpoint; cass: training-free, no checkpoint.")
 @click.option("--dataset", required=True, type=_Names(DATASETS), help="Benchmark to evaluate on.")
 @click.option("--split", default="val", show_default=True, type=click.Choice(["train", "val"]),
               help="Split to evaluate (the whole split).")
@@ -477,7 +477,7 @@ def _save_kinds(ctx, param, value) -> tuple[str, ...]:
 @click.option("--classes", required=True, help='Comma-separated class names, | between synonyms of one class, e.g. '
               '"cat,sofa|couch,window".')
 @click.option("--method", default="oczss", show_default=True, type=METHODS,
-              help="oczss: a trained checkpoint; cass: training-free, no checkpoint.")
+              help="oczss, simzss: a trained checkpoint; cass: training-free, no checkpoint.")
 @click.option("--out", default="predictions", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the pictures and predictions.jsonl.")
 @click.option("--save", default="overlay,labels", show_default=True, callback=_save_kinds,
