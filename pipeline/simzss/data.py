@@ -66,13 +66,14 @@ def view(path, size: int, kind: str, scale: tuple[float, float], rng: np.random.
 
 
 class CaptionViews(torch.utils.data.Dataset):
-    """Item (image index, stream position) -> {"caption": EncodedCaption, "row": the image's index (its row in a
-    token cache), and with `size`: "image" uint8 [size, size, 3]}."""
+    """Item (image index, stream position) -> {"caption": EncodedCaption, and either "image" uint8 [size, size, 3]
+    (the view; online tokens) or, with a token cache's `rows` (pipeline/stage1/reader.py, dinov2-tokens),
+    "cls" float16 [C] and "patches" float16 [T*T, C] of the whole image}."""
 
-    def __init__(self, samples: list[CaptionSample], concepts: ConceptConfig, seed: int, size: int | None = None,
-                 kind: str = "crop", scale: tuple[float, float] = (0.9, 1.0)):
+    def __init__(self, samples: list[CaptionSample], concepts: ConceptConfig, seed: int, size: int = 224,
+                 kind: str = "crop", scale: tuple[float, float] = (0.9, 1.0), rows=None):
         self.samples, self.concepts, self.seed = samples, concepts, seed
-        self.size, self.kind, self.scale = size, kind, scale
+        self.size, self.kind, self.scale, self.rows = size, kind, scale, rows
         self._extract = self._aligner = None  # built in the process that makes the samples
 
     def __len__(self) -> int:
@@ -90,16 +91,17 @@ class CaptionViews(torch.utils.data.Dataset):
     @guarded
     def __getitem__(self, key: tuple[int, int]) -> dict:
         index, position = key
-        item = {"caption": self.caption(index, position // len(self.samples)), "row": index}
-        if self.size is not None:
-            rng = np.random.default_rng([self.seed, position])
-            item["image"] = view(self.samples[index].image, self.size, self.kind, self.scale, rng)
-        return item
+        item = {"caption": self.caption(index, position // len(self.samples))}
+        if self.rows is not None:
+            tokens = self.rows.get(self.samples[index].image_id)  # a damaged shard: an error naming it
+            return {**item, "cls": torch.from_numpy(tokens["cls"]), "patches": torch.from_numpy(tokens["patches"])}
+        rng = np.random.default_rng([self.seed, position])
+        return {**item, "image": view(self.samples[index].image, self.size, self.kind, self.scale, rng)}
 
 
 def collate(items: list):
-    """Items -> {"tokens" [B, L], "spans" [B, M, T], "labels" [B, M] (TextBatch's fields), "row" [B], and
-    "image" [B, R, R, 3] when the items have views}; a worker's Failure is the batch (pipeline/workers.py)."""
+    """Items -> {"tokens" [B, L], "spans" [B, M, T], "labels" [B, M] (TextBatch's fields), and "image" [B, R, R, 3]
+    or "cls" [B, C] and "patches" [B, N, C]}; a worker's Failure is the batch (pipeline/workers.py)."""
     for item in items:
         if isinstance(item, Failure):
             return item

@@ -16,6 +16,7 @@ import os
 import torch
 
 from oczss import __version__
+from oczss.cache.location import resolve
 from oczss.errors import OCZSSError
 from oczss.model.simzss import SimZSS, TextBatch, load_vision, optimizer
 from oczss.model.weights import fingerprint
@@ -53,28 +54,26 @@ class SimZSSTask(Task):
         run = run_config(cfg)
         model_cfg, concepts = run.model_config(), run.concept_config()
         dataset = CaptionDataset(ctx.data_root)
-        samples = dataset.samples("train")
+        samples, rows, self.vision, width, vision = _frozen_tower(run, model_cfg, dataset.samples("train"), ctx.cache,
+                                                                 dev)
         if cfg.batch_size > len(samples):
             log.warning("batch %d is larger than the %d captioned images: an image appears twice in a batch",
                         cfg.batch_size, len(samples))
-        self.vision = load_vision(model_cfg.vision, model_cfg.vision_weights, model_cfg.image_size).to(dev)
-        self.model = model = SimZSS(model_cfg, self.vision.width).to(dev)
+        self.model = model = SimZSS(model_cfg, width).to(dev)
         schedule = run.schedule(cfg.iters, cfg.batch_size, cfg.lr, cfg.weight_decay)
         self.optimizer = optimizer(model, schedule)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: schedule.lr_at(s) / schedule.lr)
         self.net = distributed(model, ctx)
         workers = min(cfg.workers, os.cpu_count() or 1)
-        views = CaptionViews(samples, concepts, cfg.seed, model_cfg.image_size, run.view, run.crop_scale)
+        views = CaptionViews(samples, concepts, cfg.seed, model_cfg.image_size, run.view, run.crop_scale, rows)
         self.loader = torch.utils.data.DataLoader(
             views, batch_size=ctx.micro, sampler=Positions(len(samples), cfg.seed, ctx.step * ctx.accum, ctx.micro,
                                                           ctx.world, ctx.rank),
             num_workers=workers, pin_memory=dev.type == "cuda", worker_init_fn=seed_worker, collate_fn=collate,
             persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
         self.device, self.gather = dev, ctx.world > 1
-        self.random_weights = model_cfg.vision_weights == "random"
+        self.random_weights = vision["random_weights"]
         self.desc = f"train simzss {NAME} ({run.tokens})"
-        vision = {"name": model_cfg.vision, "weights": model_cfg.vision_weights, "image_size": model_cfg.image_size,
-                  "fingerprint": fingerprint(self.vision.model), "tokens": run.tokens, "view": run.view}
         self.meta = {"train_config": dataclasses.asdict(cfg), "model_config": dataclasses.asdict(model_cfg),
                      "concepts": dataclasses.asdict(concepts), "dataset": NAME, "vision": vision,
                      "random_weights": self.random_weights, "oczss_version": __version__}
@@ -88,7 +87,7 @@ class SimZSSTask(Task):
 
     def tokens(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """The frozen tower's (CLS [B, C], patches [B, N, C]) of the batch's images."""
-        return self.vision(batch["image"])
+        return self.vision(batch["image"]) if self.vision is not None else (batch["cls"], batch["patches"])
 
     def loss(self, batch: dict) -> dict[str, torch.Tensor]:
         """L = L_g + lambda L_l on one micro-batch; logged: its terms, the concept accuracy and the logit scale."""
@@ -99,3 +98,37 @@ class SimZSSTask(Task):
 
     def after_step(self) -> None:
         self.model.clamp_logit_scale()
+
+
+def _frozen_tower(run, cfg, samples: list, cache: str | None, device: torch.device):
+    """Where the frozen tokens come from -> (the samples that have them, the cache's rows or None, the online
+    tower on `device` or None, its width C, what a checkpoint records of it)."""
+    if run.tokens == "online":
+        vision = load_vision(cfg.vision, cfg.vision_weights, cfg.image_size).to(device)
+        return samples, None, vision, vision.width, {
+            "name": cfg.vision, "weights": cfg.vision_weights, "image_size": cfg.image_size, "tokens": "online",
+            "view": run.view, "fingerprint": fingerprint(vision.model), "random_weights": cfg.vision_weights == "random"}
+    from oczss.pipeline.stage1.reader import open_source
+
+    if cache is None:
+        raise OCZSSError(f"tokens 'cache' reads the frozen tower's tokens from Stage 1: pass --cache (made by `oczss "
+                         f"precompute --masks dinov2-tokens --dataset {NAME}`)")
+    rows = open_source(cache, NAME, "train", "dinov2-tokens")
+    made = rows.params
+    if (made["vision_model"], made["input_size"]) != (cfg.vision, cfg.image_size):
+        raise OCZSSError(f"--cache {cache}: its tokens are {made['vision_model']} at {made['input_size']}, this run's "
+                         f"vision is {cfg.vision} at {cfg.image_size}")
+    if rows.random_weights != (cfg.vision_weights == "random"):
+        raise OCZSSError(f"--cache {cache}: its tokens come from {'random' if rows.random_weights else 'real'} "
+                         f"weights, this run's vision weights are {cfg.vision_weights} (--weights)")
+    kept = [s for s in samples if rows.has(s.image_id)]
+    if not kept:
+        raise OCZSSError(f"--cache {cache}: no {NAME}/train image has tokens")
+    if len(kept) < len(samples):
+        log.warning("%d of %d %s/train images have no tokens in %s and are skipped", len(samples) - len(kept),
+                    len(samples), NAME, cache)
+    width = rows.get(kept[0].image_id)["cls"].shape[0]
+    return kept, rows, None, width, {
+        "name": cfg.vision, "weights": cfg.vision_weights, "image_size": cfg.image_size, "tokens": "cache",
+        "view": "whole", "fingerprint": made["fingerprint"], "random_weights": rows.random_weights,
+        "cache": resolve(cache)}
