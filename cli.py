@@ -32,6 +32,7 @@ METHOD_TITLES = {"oczss": "OC-ZSS only (--method oczss)", "cass": "CASS only (--
                  "simzss": "SimZSS only (--method simzss)"}
 TRAINED = trained_methods()
 CHECKPOINT_METHODS = ("oczss", "simzss")  # the trained methods: eval / predict take their --checkpoint
+METHOD_TITLES["/".join(CHECKPOINT_METHODS)] = f"Trained methods only (--method {' or '.join(CHECKPOINT_METHODS)})"
 CAPTIONS = "coco-captions"  # image-caption pairs (SimZSS): prepared, checked and trained on, not evaluated
 
 
