@@ -20,7 +20,8 @@ from oczss import __version__
 from oczss.errors import OCZSSError
 from oczss.model.names import CLIP_B16, DINO_B8, DINO_B16
 from oczss.pipeline.data.names import DATASETS, ZERO_SHOT, canonical
-from oczss.pipeline.stage1.config import PrecomputeConfig
+from oczss.pipeline.stage1.config import CAPTIONS, DEFAULT_GRID, DEFAULT_INPUT_SIZE, PrecomputeConfig
+from oczss.pipeline.stage1.sources import SOURCES
 from oczss.pipeline.training import names as trained_methods
 
 log = logging.getLogger("oczss.cli")
@@ -30,10 +31,10 @@ METHODS = click.Choice(["oczss", "cass", "simzss"])
 CLUSTER_MODES = click.Choice(["view", "whole", "online"])
 METHOD_TITLES = {"oczss": "OC-ZSS only (--method oczss)", "cass": "CASS only (--method cass)",
                  "simzss": "SimZSS only (--method simzss)"}
+DATA_NAMES = DATASETS + (CAPTIONS,)  # what `data prepare|check` and `precompute` take (captions: dinov2-tokens only)
 TRAINED = trained_methods()
 CHECKPOINT_METHODS = ("oczss", "simzss")  # the trained methods: eval / predict take their --checkpoint
 METHOD_TITLES["/".join(CHECKPOINT_METHODS)] = f"Trained methods only (--method {' or '.join(CHECKPOINT_METHODS)})"
-CAPTIONS = "coco-captions"  # image-caption pairs (SimZSS): prepared, checked and trained on, not evaluated
 
 
 class _Names(click.Choice):
@@ -93,8 +94,8 @@ class _Group(click.Group):
 
 
 class _MethodOption(click.Option):
-    """An option of some methods only (`method`: a name or a tuple of names): listed under its own heading in
-    --help, refused with any other method."""
+    """An option of some methods (or mask sources) only (`method`: a name or a tuple of names): listed under its own
+    heading in --help, refused with any other."""
 
     def __init__(self, *args, method: str | tuple[str, ...], **kwargs):
         super().__init__(*args, **kwargs)
@@ -102,20 +103,22 @@ class _MethodOption(click.Option):
         self.method = "/".join(self.methods)
 
 
-def _refuse_foreign(ctx, method: str | None) -> None:
-    """Refuse, in one line, the options given on the command line that `method` does not take."""
+def _refuse_foreign(ctx, method: str | None, selector: str = "method") -> None:
+    """Refuse, in one line, the options given on the command line that `--selector method` does not take."""
     if method is None:
         return
     given = [p for p in ctx.command.params if isinstance(p, _MethodOption) and method not in p.methods
              and ctx.get_parameter_source(p.name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)]
     if given:
-        owners = " or ".join(dict.fromkeys(f"--method {m}" for p in given for m in p.methods))
-        raise OCZSSError(f"--method {method} takes no {', '.join(p.opts[0] for p in given)} (only {owners} "
+        owners = " or ".join(dict.fromkeys(f"--{selector} {m}" for p in given for m in p.methods))
+        raise OCZSSError(f"--{selector} {method} takes no {', '.join(p.opts[0] for p in given)} (only {owners} "
                          f"{'does' if ' or ' not in owners else 'do'})")
 
 
 class _MethodCommand(click.Command):
     """A command with --method: options of some methods only are listed apart and refused with the others."""
+
+    selector, titles = "method", METHOD_TITLES
 
     def format_options(self, ctx, formatter):
         groups = dict.fromkeys([None, *(getattr(p, "method", None) for p in self.get_params(ctx))])
@@ -124,12 +127,20 @@ class _MethodCommand(click.Command):
                     if isinstance(p, click.Option) and getattr(p, "method", None) == method]
             rows = [r for r in rows if r is not None]
             if rows:
-                with formatter.section(METHOD_TITLES.get(method, "Options") if method else "Options"):
+                title = self.titles.get(method, f"--{self.selector} {method.replace('/', ' or ')} only") if method \
+                    else "Options"
+                with formatter.section(title):
                     formatter.write_dl(rows)
 
     def invoke(self, ctx):
-        _refuse_foreign(ctx, ctx.params.get("method"))
+        _refuse_foreign(ctx, ctx.params.get(self.selector), self.selector)
         return super().invoke(ctx)
+
+
+class _SourceCommand(_MethodCommand):
+    """`precompute`: options of some mask sources only (--masks) are listed apart and refused with another source."""
+
+    selector, titles = "masks", {}
 
 
 def _oczss(*args, **kwargs):
@@ -197,44 +208,80 @@ def _cass_models(f):
 _PC = {f.name: f.default for f in dataclasses.fields(PrecomputeConfig)}
 
 
-@main.command()
-@click.option("--dataset", required=True, type=_Names(DATASETS),
-              help="Dataset whose images to cluster (a variant such as voc21 caches its base's, voc).")
+def _source(method, *args, **kwargs):
+    return click.option(*args, cls=_MethodOption, method=method, **kwargs)
+
+
+def _per_source(defaults: dict) -> str:
+    return ", ".join(f"{v} ({k})" for k, v in defaults.items())
+
+
+@main.command(cls=_SourceCommand)
+@click.option("--masks", default=_PC["masks"], show_default=True, type=click.Choice(SOURCES),
+              help="What to compute: dino-fps (OC-ZSS's DINO clusters), clip-kmeans (Split Matching's CLIP K-Means "
+                   "candidates) or dinov2-tokens (SimZSS's frozen DINOv2 tokens).")
+@click.option("--dataset", required=True, type=_Names(DATA_NAMES),
+              help="Dataset whose images to cache (a variant such as voc21 caches its base's, voc; coco-captions: "
+                   "dinov2-tokens only).")
 @click.option("--data-root", type=click.Path(file_okay=False),
               help="Dataset folder [default: data/<VOC2012|VOC2010|MSCOCO|demo|...>].")
 @click.option("--split", default=_PC["split"], show_default=True, type=click.Choice(["train", "val", "all"]),
-              help="Split(s) whose images to cluster.")
-@_cache_option
-@click.option("--ks", default=",".join(map(str, _PC["ks"])), show_default=True, callback=_ints,
-              help="Cluster counts K (one FPS run serves all).")
-@click.option("--input-size", default=_PC["input_size"], type=COUNT, show_default=True,
-              help="R: DINO sees the image with its short side at R, the long side rounded to the patch.")
-@click.option("--grid", default=_PC["grid"], type=COUNT, show_default=True,
-              help="S: DINO features are resized to S x S before clustering.")
-@click.option("--batch-size", default=_PC["batch_size"], type=COUNT, show_default=True, help="Images per DINO batch.")
+              help="Split(s) whose images to cache.")
+@click.option("--cache", "cache_url", show_default="$OCZSS_CACHE or oczss-cache.zarr, with -clip-kmeans or "
+              "-dinov2-tokens before .zarr for those sources",
+              help="Cache location: a local path or any fsspec URL (s3://, gs://, memory://).")
+@click.option("--input-size", type=COUNT, show_default=_per_source(DEFAULT_INPUT_SIZE),
+              help="R: dino-fps: DINO sees the image with its short side at R, the long side rounded to the patch; "
+                   "the other sources: the whole image resized to R x R.")
+@_source(("dino-fps", "clip-kmeans"), "--grid", type=NATURAL, show_default=_per_source(DEFAULT_GRID),
+         help="S: features are resized to S x S before clustering (clip-kmeans: 0 keeps CLIP's patch grid).")
+@click.option("--batch-size", default=_PC["batch_size"], type=COUNT, show_default=True, help="Images per model batch.")
 @click.option("--device", default=_PC["device"], show_default=True,
               help="auto, cpu or cuda[:N]; with --scheduler, auto is resolved on each worker.")
-@click.option("--dino-weights", default=_PC["weights"], show_default=True,
-              help="DINO's weights: pretrained (timm hub cache), random (tests/demo) or a checkpoint PATH.")
-@click.option("--weights", "old_weights", hidden=True, help="Deprecated spelling of --dino-weights.")
-@click.option("--dino-model", default=_PC["dino_model"], show_default=True, callback=_model_name("dino"),
-              help="timm model name of the DINO ViT (e.g. for the Table 7 variants).")
-@click.option("--seed", default=_PC["seed"], type=NATURAL, show_default=True,
-              help="Seed of the first FPS centre (with the image id).")
 @click.option("--shard-size", default=_PC["shard_size"], type=COUNT, show_default=True,
               help="Images per shard object.")
 @click.option("--decode-threads", type=COUNT, default=_PC["decode_threads"], show_default="CPU cores, at most 16",
               help="Image decoding threads per process.")
 @click.option("--scheduler", default=None, help="Address of a dask.distributed scheduler [default: dask's local one].")
-@click.option("--feature-dim", default=_PC["feature_dim"], type=click.IntRange(0, 256), show_default=True,
-              help="D of the compact DINO features stored for the `view` cluster mode (0: store none).")
 @click.option("--retry-failed", is_flag=True, help="Recompute the shards whose images failed to decode before.")
 @click.option("--force-unlock", is_flag=True, help="Take the cache's writer lock even if another run holds it "
               "(only when that run is dead).")
-def precompute(dataset, data_root, split, cache_url, ks, input_size, grid, batch_size, device, dino_weights,
-               old_weights, dino_model, seed, shard_size, decode_threads, scheduler, feature_dim, retry_failed,
-               force_unlock):
-    """Stage 1: cluster DINO features of every image into the mask cache (resumable)."""
+@_source("dino-fps", "--ks", default=",".join(map(str, _PC["ks"])), show_default=True, callback=_ints,
+         help="Cluster counts K (one FPS run serves all).")
+@_source("dino-fps", "--dino-weights", default=_PC["weights"], show_default=True,
+         help="DINO's weights: pretrained (timm hub cache), random (tests/demo) or a checkpoint PATH.")
+@_source("dino-fps", "--weights", "old_weights", hidden=True, help="Deprecated spelling of --dino-weights.")
+@_source("dino-fps", "--dino-model", default=_PC["dino_model"], show_default=True,
+         help="timm model name of the DINO ViT (e.g. for the Table 7 variants).")
+@_source("dino-fps", "--seed", default=_PC["seed"], type=NATURAL, show_default=True,
+         help="Seed of the first FPS centre (with the image id).")
+@_source("dino-fps", "--feature-dim", default=_PC["feature_dim"], type=click.IntRange(0, 256), show_default=True,
+         help="D of the compact DINO features stored for the `view` cluster mode (0: store none).")
+@_source("clip-kmeans", "--clip-model", default=_PC["clip_model"], show_default=True,
+         help="The frozen CLIP (an open_clip name; tiny for tests).")
+@_source("clip-kmeans", "--clip-weights", default="pretrained", show_default=True,
+         help="CLIP's weights: pretrained (open_clip 'openai'), random (tests/demo) or a checkpoint PATH.")
+@_source("clip-kmeans", "--windows", default=",".join(map(str, _PC["windows"])), show_default=True, callback=_ints,
+         help="K-Means window sizes in grid cells (one seed per window; one K-Means per size).")
+@_source("clip-kmeans", "--kmeans-iters", default=_PC["kmeans_iters"], type=NATURAL, show_default=True,
+         help="Lloyd iterations of each K-Means.")
+@_source("clip-kmeans", "--threshold", default=_PC["threshold"], type=click.FloatRange(-1, 1), show_default=True,
+         help="Cosine similarity above which clusters of different scales fuse.")
+@_source("clip-kmeans", "--max-candidates", default=_PC["max_candidates"], type=click.IntRange(1, 254),
+         show_default=True, help="K_u: pseudo masks kept per image, the largest.")
+@_source("clip-kmeans", "--region", default=_PC["region"], show_default=True, type=click.Choice(["mask", "box"]),
+         help="What CLIP embeds per mask: the masked whole image, or the masked image cut to the mask's box.")
+@_source("clip-kmeans", "--crop-size", default=_PC["crop_size"], type=COUNT, show_default=True,
+         help="Side each region is resized to for CLIP.")
+@_source("dinov2-tokens", "--vision-model", default=_PC["vision_model"], show_default=True,
+         help="The frozen DINOv2 (a timm name; tiny-p14 for tests).")
+@_source("dinov2-tokens", "--vision-weights", default="pretrained", show_default=True,
+         help="DINOv2's weights: pretrained (timm hub cache), random (tests/demo) or a checkpoint PATH.")
+def precompute(masks, cache_url, dino_weights, old_weights, clip_weights, vision_weights, **flags):
+    """Stage 1: compute a mask source over every image into its cache (resumable): DINO clusters (default), CLIP
+    K-Means candidates or DINOv2 tokens. Flags of another source are refused; model names are checked (by
+    PrecomputeConfig) before any work."""
+    from oczss.cache.store import default_cache_url
     from oczss.model.weights import RANDOM_NOTE
     from oczss.pipeline.console import rate_text
     from oczss.pipeline.stage1.precompute import precompute as run
@@ -245,11 +292,9 @@ def precompute(dataset, data_root, split, cache_url, ks, input_size, grid, batch
                              f"alone")
         log.warning("precompute --weights is deprecated: it is now --dino-weights")
         dino_weights = old_weights
-    cfg = PrecomputeConfig(dataset=dataset, cache=cache_url, data_root=data_root, split=split, ks=ks,
-                           input_size=input_size, grid=grid, batch_size=batch_size, device=device,
-                           weights=dino_weights, dino_model=dino_model, seed=seed, shard_size=shard_size,
-                           decode_threads=decode_threads, scheduler=scheduler, feature_dim=feature_dim,
-                           retry_failed=retry_failed, force_unlock=force_unlock)
+    weights = {"dino-fps": dino_weights, "clip-kmeans": clip_weights, "dinov2-tokens": vision_weights}[masks]
+    cache_url = cache_url or default_cache_url(masks)
+    cfg = PrecomputeConfig(masks=masks, cache=cache_url, weights=weights, **flags)
     s = run(cfg)
     nfail = sum(len(v) for v in s.failed.values())
     click.echo(f"{cache_url}: {s.images} images in {s.shards_run} shards ({s.shards_skipped} already done) "
@@ -590,7 +635,7 @@ def data():
 
 
 @data.command("prepare")
-@click.argument("name", type=_Names(DATASETS + (CAPTIONS,)))
+@click.argument("name", type=_Names(DATA_NAMES))
 @click.option("--raw", type=click.Path(file_okay=False),
               help="Folder holding the downloads, extracted or as the original archives (not needed for demo).")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
@@ -609,8 +654,8 @@ def data_prepare(name, raw, out, workers):
 
 
 @data.command("check")
-@click.argument("name", required=False, type=_Names(DATASETS + (CAPTIONS,)))
-@click.option("--dataset", type=_Names(DATASETS + (CAPTIONS,)), help="The same as NAME (the older spelling).")
+@click.argument("name", required=False, type=_Names(DATA_NAMES))
+@click.option("--dataset", type=_Names(DATA_NAMES), help="The same as NAME (the older spelling).")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder [default: data/<folder>].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of text.")
 @click.option("--workers", type=COUNT, help="Reading processes [default: the CPU cores].")
@@ -619,20 +664,20 @@ def data_check(name, dataset, data_root, as_json, workers):
 
     Counts per split, images without labels and labels without images, unreadable files, image and label sizes that
     differ, label values outside the class range, pixels per class. Exits 1 on any problem; a subset is a warning."""
+    from oczss.pipeline.data.caption_check import check_captions, format_caption_report
     from oczss.pipeline.data.check import check, format_report, to_json
 
     if name and dataset and name != dataset:
         raise OCZSSError(f"data check: NAME {name} contradicts --dataset {dataset}; give the dataset once")
     if not (name or dataset):
         raise OCZSSError(f"data check needs the dataset: `oczss data check NAME --data-root DIR`, NAME one of "
-                         f"{', '.join(DATASETS)}")
+                         f"{', '.join(DATA_NAMES)}")
     if (name or dataset) == CAPTIONS:
-        from oczss.pipeline.data.caption_check import check_captions as check, format_caption_report as format_report
-
-        report = check(data_root, workers=workers)
+        report = check_captions(data_root, workers=workers)
+        text = format_caption_report
     else:
-        report = check(name or dataset, data_root, workers=workers)
-    click.echo(to_json(report) if as_json else format_report(report))
+        report, text = check(name or dataset, data_root, workers=workers), format_report
+    click.echo(to_json(report) if as_json else text(report))
     if not report["ok"]:
         click.echo(f"{report['root']}: {len(report['problems'])} problem(s)", err=True)
         sys.exit(1)

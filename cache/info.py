@@ -1,4 +1,5 @@
-"""`oczss cache info`: what a cache holds, how complete and how sound it is, its size, cluster-size statistics.
+"""`oczss cache info`: what a cache holds, how complete and how sound it is, its size, cluster-size statistics
+(dino-fps; a cache of another source gets every check and count but no cluster statistics).
 
 Every done shard is read once, with dask (one task per shard): it is checked against its record (cache/integrity)
 and its per-(image, cluster) pixel counts are taken. Damaged shards are reported, never a traceback, and left
@@ -11,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from oczss.cache.integrity import count_problems
+from oczss.cache.schema import CacheParams
 from oczss.cache.split import DONE, FAILED, MISSING, SplitCache, SplitNotCreated, array_layouts
 from oczss.cache.store import MaskCache
 from oczss.errors import OCZSSError
@@ -25,13 +27,18 @@ def _counts(labels: np.ndarray, k: int) -> np.ndarray:
     return np.bincount((flat + offsets).ravel(), minlength=len(labels) * k).reshape(len(labels), k)
 
 
+def _ks(cache: MaskCache) -> tuple[int, ...]:
+    """The cluster counts whose statistics `info` gives: dino-fps's K list, none for another source."""
+    return cache.params.ks if isinstance(cache.params, CacheParams) else ()
+
+
 def _shard(sc: SplitCache, shard: int, record: dict, done: np.ndarray) -> tuple[dict, list[str]]:
     """({k: int64 [done rows, k] counts}, problems) for one shard; no counts if it is damaged."""
     data, problems = sc.read_shard(shard, list(array_layouts(sc.cache.params)), record)
     if problems:
         return {}, problems
     a, b = sc.rows(shard)
-    return {k: _counts(data[f"labels_k{k}"][done[a:b]], k) for k in sc.cache.params.ks}, []
+    return {k: _counts(data[f"labels_k{k}"][done[a:b]], k) for k in _ks(sc.cache)}, []
 
 
 def split_report(sc: SplitCache, records: list[dict | None], status: np.ndarray, on_shard=None) -> dict:
@@ -51,8 +58,8 @@ def split_report(sc: SplitCache, records: list[dict | None], status: np.ndarray,
         results = dask.compute(*tasks, scheduler="threads")
     problems = [p for _, found in results for p in found]
     stats = {}
-    grid = sc.cache.params.grid
-    for k in sc.cache.params.ks:
+    for k in _ks(sc.cache):
+        grid = sc.cache.params.grid
         counts = [c[k] for c, _ in results if c]
         counts = np.concatenate(counts) if counts else np.zeros((0, k), np.int64)
         if not len(counts):
@@ -68,7 +75,7 @@ def split_report(sc: SplitCache, records: list[dict | None], status: np.ndarray,
 def cache_info(url: str, on_shard=None) -> dict:
     """Everything `oczss cache info` shows, as a JSON-ready dict."""
     cache = MaskCache.open(url)
-    out = {"cache": url, "params": cache.params.to_dict(), "random_weights": cache.random_weights,
+    out = {"cache": url, "source": cache.source, "params": cache.params.to_dict(), "random_weights": cache.random_weights,
            "created": cache.meta.get("created"), "oczss_version": cache.meta.get("oczss_version"), "splits": []}
     for dataset, split in cache.splits():
         try:

@@ -1,6 +1,8 @@
 """What a cache was made with, and the byte formats of its ids and completion records.
 
-Root group attributes (`oczss` key): schema_version, params (CacheParams), random_weights, created, oczss_version.
+Root group attributes (`oczss` key): schema_version, source (what Stage 1 stored: `dino-fps`, `clip-kmeans` or
+`dinov2-tokens`; a cache without the key is `dino-fps`), params (CacheParams for dino-fps, SourceParams.to_dict()
+for every other source, which also lists its per-image arrays), random_weights, created, oczss_version.
 Per (dataset, split) group attributes (`oczss` key): dataset, split, data_root, num_images, num_shards, created.
 
 Every array is a plain unsigned-integer Zarr v3 array with named dimensions, so any Zarr v3 implementation
@@ -11,6 +13,9 @@ Every array is a plain unsigned-integer Zarr v3 array with named dimensions, so 
                                         each image's grid stored short side first (`pack_grid`), zero-padded to L
     feature_shape uint16 [N, 2]         (image, grid_axis): each image's token grid (rows, cols) as DINO saw it
     records      uint8 [shards, 65536]  (shard, record_byte): one UTF-8 JSON completion record per shard, NUL-padded
+A cache of another source holds, instead of labels_k{K} and features, the arrays its params list (pipeline/stage1/
+sources/: clip-kmeans' candidate_labels, candidate_embeddings, candidate_counts; dinov2-tokens' cls, patches), with
+the same ids, records, shards and checks.
 Per dataset group, when features are stored: feature_mean float32 [C] and feature_basis float32 [C, D], the PCA
 that made them (model/compaction.py).
 """
@@ -21,12 +26,14 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from oczss.errors import OCZSSError
 
 SCHEMA_VERSION = 4  # 4: DINO sees each image at its aspect ratio; features [N, T, L, D] with feature_shape
+DINO_FPS = "dino-fps"  # the source of every cache written before sources existed
 RECORD_BYTES = 65536
 REASON_CHARS = 200
 
@@ -56,6 +63,7 @@ class CacheParams:
     feature_dim: int = 0
     feature_grid: int = 0
     feature_long: int = 0
+    source: ClassVar[str] = DINO_FPS
 
     def __post_init__(self):
         object.__setattr__(self, "ks", tuple(self.ks))  # a JSON list when read back from the metadata
@@ -65,22 +73,73 @@ class CacheParams:
         d["ks"] = list(self.ks)
         return d
 
+    def layouts(self) -> dict[str, tuple[tuple[int, ...], str, tuple[str, ...]]]:
+        """{array name: (per-image shape, dtype, dimension names)} of every per-image array the cache has."""
+        out = {f"labels_k{k}": ((self.grid, self.grid), "uint8", ("y", "x")) for k in self.ks}
+        if self.feature_dim:
+            out["features"] = ((self.feature_grid, self.feature_long, self.feature_dim), "float16",
+                               ("short", "long", "component"))
+            out["feature_shape"] = ((2,), "uint16", ("grid_axis",))
+        return out
+
     def digest(self) -> str:
         """sha256 of the parameters as the metadata stores them (every shard record carries it)."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
     def differences(self, other: "CacheParams") -> list[str]:
         """Human-readable 'name: cache has X, this run has Y' lines for every differing field."""
-        out = []
-        for f in dataclasses.fields(self):
-            a, b = getattr(self, f.name), getattr(other, f.name)
-            if a != b:
-                out.append(f"{f.name}: cache has {_show(a)}, this run has {_show(b)}")
-        return out
+        return _differences(self.to_dict(), other.to_dict())
+
+
+@dataclass(frozen=True)
+class SourceParams:
+    """Everything that changes the arrays of a cache of a source other than dino-fps (pipeline/stage1/sources/).
+
+    source: its name; values: the source's own settings, JSON-ready (model name, weights fingerprint, R, device,
+    dtype, the model function's parameters ...); arrays: {name: (per-image shape, dtype, dimension names)} of its
+    per-image arrays; shard_size: images per shard object. Two runs into one cache must agree on all of it.
+    """
+
+    source: str
+    values: dict
+    arrays: dict
+    shard_size: int
+
+    def __post_init__(self):  # tuples, however given (JSON gives lists)
+        object.__setattr__(self, "arrays", {name: (tuple(shape), str(dtype), tuple(dims))
+                                            for name, (shape, dtype, dims) in self.arrays.items()})
+
+    def layouts(self) -> dict[str, tuple[tuple[int, ...], str, tuple[str, ...]]]:
+        return dict(self.arrays)
+
+    def to_dict(self) -> dict:
+        """As the root metadata's `params` stores it (the source is its own key there)."""
+        return {**self.values, "shard_size": self.shard_size,
+                "arrays": {name: {"shape": list(shape), "dtype": dtype, "dims": list(dims)}
+                           for name, (shape, dtype, dims) in self.arrays.items()}}
+
+    @classmethod
+    def from_dict(cls, source: str, d: dict) -> "SourceParams":
+        values = {k: v for k, v in d.items() if k not in ("shard_size", "arrays")}
+        arrays = {name: (a["shape"], a["dtype"], a["dims"]) for name, a in d["arrays"].items()}
+        return cls(source, values, arrays, d["shard_size"])
+
+    def digest(self) -> str:
+        """sha256 of the source and the parameters as the metadata stores them (every shard record carries it)."""
+        return hashlib.sha256(json.dumps({"source": self.source, **self.to_dict()}, sort_keys=True).encode()).hexdigest()
+
+    def differences(self, other: "SourceParams") -> list[str]:
+        return _differences(self.to_dict(), other.to_dict())
+
+
+def _differences(a: dict, b: dict) -> list[str]:
+    """'name: cache has X, this run has Y' for every key whose values differ."""
+    return [f"{name}: cache has {_show(a.get(name))}, this run has {_show(b.get(name))}"
+            for name in sorted(set(a) | set(b)) if a.get(name) != b.get(name)]
 
 
 def _show(v) -> str:
-    if isinstance(v, tuple):
+    if isinstance(v, (tuple, list)):
         return ",".join(map(str, v))
     if isinstance(v, str) and len(v) > 16:
         return v[:12] + "…"
@@ -88,7 +147,10 @@ def _show(v) -> str:
 
 
 def check_params(url: str, stored: CacheParams, wanted: CacheParams) -> None:
-    """Refuse to add to a cache made with other parameters, naming each one that differs."""
+    """Refuse to add to a cache made with other parameters (or by another source), naming each one that differs."""
+    if stored.source != wanted.source:
+        raise OCZSSError(f"cache {url} holds {stored.source} outputs, this run makes {wanted.source}: write them to "
+                         f"another --cache")
     diff = stored.differences(wanted)
     if diff:
         raise OCZSSError(f"cache {url} was made with other parameters:\n  " + "\n  ".join(diff)

@@ -19,7 +19,7 @@ import zarr
 from zarr.storage import LocalStore
 
 from oczss.cache.integrity import digest, shard_problems
-from oczss.cache.schema import RECORD_BYTES, CacheParams, decode_ids, decode_record, encode_record, ids_digest
+from oczss.cache.schema import RECORD_BYTES, CacheParams, SourceParams, decode_ids, decode_record, encode_record, ids_digest
 from oczss.errors import OCZSSError
 
 if TYPE_CHECKING:
@@ -29,14 +29,9 @@ MISSING, DONE, FAILED = 0, 1, 2
 WRITE_ALL = {"write_empty_chunks": True}  # every shard object exists, all-zero ones included
 
 
-def array_layouts(params: CacheParams) -> dict[str, tuple[tuple[int, ...], str, tuple[str, ...]]]:
+def array_layouts(params: CacheParams | SourceParams) -> dict[str, tuple[tuple[int, ...], str, tuple[str, ...]]]:
     """{array name: (per-image shape, dtype, dimension names)} of every per-image array a cache of `params` has."""
-    out = {f"labels_k{k}": ((params.grid, params.grid), "uint8", ("y", "x")) for k in params.ks}
-    if params.feature_dim:
-        out["features"] = ((params.feature_grid, params.feature_long, params.feature_dim), "float16",
-                           ("short", "long", "component"))
-        out["feature_shape"] = ((2,), "uint16", ("grid_axis",))
-    return out
+    return params.layouts()
 
 
 def now() -> str:
@@ -53,7 +48,7 @@ def damaged(url: str, where: str, error: Exception) -> OCZSSError:
 
 
 class SplitCache:
-    """One (dataset, split): ids, cluster maps per K, shard records."""
+    """One (dataset, split): ids, the source's per-image arrays (cluster maps per K, ...), shard records."""
 
     def __init__(self, cache: MaskCache, group: zarr.Group):
         self.cache, self.group = cache, group
@@ -90,7 +85,7 @@ class SplitCache:
         return self.array(f"labels_k{k}")
 
     def array(self, name: str) -> zarr.Array:
-        """One of the split's per-image arrays (`labels_k{K}`, `features`)."""
+        """One of the split's per-image arrays (`labels_k{K}`, `features`, or another source's, cache/schema.py)."""
         try:
             return self.group[name]
         except (KeyError, ValueError, TypeError) as e:  # JSONDecodeError is a ValueError
@@ -165,8 +160,8 @@ class SplitCache:
     def write_shard(self, shard: int, arrays: dict[str, np.ndarray], failed: dict[str, str],
                     before_commit=None) -> None:
         """Write a shard's rows of every array ({name: [rows, ...]}: labels_k{K} uint8 [rows, S, S], features
-        float16 [rows, T, L, D], feature_shape uint16 [rows, 2]; failed rows zero), make them durable, then its
-        record.
+        float16 [rows, T, L, D], feature_shape uint16 [rows, 2], or another source's arrays; failed rows zero), make
+        them durable, then its record.
 
         `before_commit()` runs between the two (the writer's lease check)."""
         a, b = self.rows(shard)

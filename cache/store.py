@@ -23,15 +23,23 @@ from zarr.codecs import ZstdCodec
 
 from oczss.cache.integrity import basis_digest
 from oczss.cache.location import filesystem, is_backend_error, open_store, reaching, unreachable
-from oczss.cache.schema import RECORD_BYTES, SCHEMA_VERSION, CacheParams, check_params, encode_ids
+from oczss.cache.schema import (DINO_FPS, RECORD_BYTES, SCHEMA_VERSION, CacheParams, SourceParams, check_params,
+                                encode_ids)
 from oczss.cache.split import WRITE_ALL, SplitCache, array_layouts, damaged, now
 from oczss.errors import OCZSSError
 
 COMPRESSOR = ZstdCodec(level=9)
 
 
-def default_cache_url() -> str:
-    return os.environ.get("OCZSS_CACHE", "oczss-cache.zarr")
+def default_cache_url(source: str = DINO_FPS) -> str:
+    """$OCZSS_CACHE or oczss-cache.zarr for dino-fps; for another source the same name with `-<source>` before
+    its `.zarr` (oczss-cache-clip-kmeans.zarr), so each source has a cache of its own."""
+    url = os.environ.get("OCZSS_CACHE", "oczss-cache.zarr")
+    if source == DINO_FPS:
+        return url
+    stem = url.rstrip("/")
+    stem = stem[:-len(".zarr")] if stem.endswith(".zarr") else stem
+    return f"{stem}-{source}.zarr"
 
 
 def _group_names(root: zarr.Group) -> list[str]:
@@ -43,7 +51,8 @@ def _group_names(root: zarr.Group) -> list[str]:
 
 
 class MaskCache:
-    """A whole cache: parameters and the (dataset, split) groups it holds."""
+    """A whole cache: its source, parameters (CacheParams for dino-fps, else SourceParams) and the (dataset, split)
+    groups it holds."""
 
     def __init__(self, url: str, root: zarr.Group):
         self.url, self.root = url, root
@@ -58,9 +67,11 @@ class MaskCache:
                              f"{SCHEMA_VERSION} (DINO now sees each image at its aspect ratio); rebuild it: `oczss "
                              f"precompute --dataset {which} --split all --cache NEW_CACHE`{each}")
         self.meta, self._basis_digests = meta, {}
+        self.source = meta.get("source", DINO_FPS)
         try:
-            self.params = CacheParams(**meta["params"])
-        except (KeyError, TypeError) as e:
+            self.params = (CacheParams(**meta["params"]) if self.source == DINO_FPS
+                           else SourceParams.from_dict(self.source, meta["params"]))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise damaged(url, "zarr.json (root metadata)", e) from None
 
     @classmethod
@@ -88,7 +99,7 @@ class MaskCache:
         return cls.open(url)
 
     @classmethod
-    def create_or_open(cls, url: str, params: CacheParams, random_weights: bool) -> "MaskCache":
+    def create_or_open(cls, url: str, params: CacheParams | SourceParams, random_weights: bool) -> "MaskCache":
         """Open the cache at `url` for writing, creating it if absent; refuse other parameters."""
         try:
             root = zarr.open_group(store=open_store(url, read_only=False), mode="a")
@@ -102,12 +113,19 @@ class MaskCache:
             if len(list(root.keys())):
                 raise OCZSSError(f"{url} already holds a Zarr hierarchy that is not an oczss cache")
             with reaching(url):
-                root.attrs["oczss"] = {"schema_version": SCHEMA_VERSION, "params": params.to_dict(),
+                root.attrs["oczss"] = {"schema_version": SCHEMA_VERSION, "source": params.source,
+                                       "params": params.to_dict(),
                                        "random_weights": random_weights, "created": now(),
                                        "oczss_version": importlib.metadata.version("oczss")}
         cache = cls(url, root)
         check_params(url, cache.params, params)
         return cache
+
+    def expect(self, source: str, use: str) -> None:
+        """Refuse, in one line, a cache of another source than the one `use` (what reads it) needs."""
+        if self.source != source:
+            raise OCZSSError(f"cache {self.url} holds {self.source} outputs, but {use} reads {source} outputs: pass "
+                             f"the cache `oczss precompute --masks {source}` wrote")
 
     @property
     def random_weights(self) -> bool:
@@ -144,6 +162,7 @@ class MaskCache:
     def require(self, dataset: str, split: str, k: int, min_grid: int = 1) -> "SplitCache":
         """The split, refused unless it exists, has K = k and a grid at least `min_grid` (the message says what
         to run)."""
+        self.expect(DINO_FPS, f"a model with {k} object prompts")
         fix = f"run `oczss precompute --dataset {dataset} --split {split} --ks {k} --cache NEW_CACHE`"
         if k not in self.params.ks:
             raise OCZSSError(f"cache {self.url} has no K={k} clusters (it has K in "

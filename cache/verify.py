@@ -2,8 +2,9 @@
 
 Per (dataset, split): array shapes, dtypes, shard layout and dimension names against the cache parameters, and no
 per-image array the parameters do not describe; image and shard counts against the metadata; the ids (no
-duplicates); then every shard through cache/integrity.py (decodes, values < K, record, sha256 of labels and ids,
-of the parameters and of the compact-features basis). A shard without a record, or a split whose creation was
+duplicates); then every shard through cache/integrity.py (decodes, values < K, record, sha256 of its arrays and ids,
+of the parameters and of the compact-features basis). The same for every source: the arrays checked are those
+the cache's parameters list. A shard without a record, or a split whose creation was
 interrupted, is unfinished: a problem unless `partial` accepts an unfinished but otherwise sound cache.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from oczss.cache.integrity import count_problems
+from oczss.cache.schema import CacheParams
 from oczss.cache.split import SplitNotCreated, array_layouts
 from oczss.cache.store import MaskCache
 from oczss.errors import OCZSSError
@@ -41,8 +43,8 @@ def verify(url: str, partial: bool = False, on_shard=None) -> list[str]:
         except (ValueError, KeyError, TypeError):  # a garbled array zarr.json: named by the checks below
             extra = []
         if extra:
-            problems.append(f"{where}: arrays {', '.join(extra)} are not described by the cache's parameters (K "
-                            f"{','.join(map(str, p.ks))}, feature width {p.feature_dim}): its metadata was changed")
+            problems.append(f"{where}: arrays {', '.join(extra)} are not described by the cache's parameters (its "
+                            f"{cache.source} arrays are {', '.join(layouts)}): its metadata was changed")
         for name, (shape, dtype, _) in layouts.items():
             try:
                 a = sc.group[name]
@@ -57,7 +59,7 @@ def verify(url: str, partial: bool = False, on_shard=None) -> list[str]:
             if a.shards != (p.shard_size, *shape) or a.chunks != (1, *shape):
                 problems.append(f"{where}/{name}: shards {a.shards} chunks {a.chunks}, expected "
                                 f"{(p.shard_size, *shape)} and {(1, *shape)}")
-        if p.feature_dim and cache.basis(dataset) is None:
+        if isinstance(p, CacheParams) and p.feature_dim and cache.basis(dataset) is None:
             problems.append(f"{dataset}: the compact features' basis (feature_basis) is missing")
         if len(set(sc.ids)) != sc.n:
             problems.append(f"{where}/ids: {sc.n - len(set(sc.ids))} duplicate ids")

@@ -24,7 +24,6 @@ TINY_SHAPES = {TINY: dict(patch_size=16, num_heads=3), TINY_P8: dict(patch_size=
 def load_dino(name: str, weights: str, input_size: int, dynamic: bool = False) -> torch.nn.Module:
     """A frozen DINO ViT (eval mode, no grad) for R x R inputs, or any size (multiple of the patch) with
     `dynamic` (timm resizes its position embeddings per input). weights: 'pretrained' | 'random' | a file path."""
-    import timm
     from timm.models.vision_transformer import VisionTransformer
 
     check_name("dino", name, "--dino-model")

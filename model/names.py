@@ -14,11 +14,12 @@ from oczss.errors import OCZSSError
 
 DINO_B16 = "vit_base_patch16_224.dino"  # OC-ZSS's DINO ViT-B/16: Stage 1 and the online cluster mode
 DINO_B8 = "vit_base_patch8_224.dino"  # CASS's DINO ViT-B/8
+DINOV2_B14 = "vit_base_patch14_dinov2"  # SimZSS's frozen DINOv2 ViT-B/14 (Stage 1's dinov2-tokens)
 CLIP_B16 = "ViT-B-16"  # OpenAI CLIP ViT-B/16, both methods
 TINY = "tiny"  # the 2-layer test backbones (CLIP and DINO): same code paths, seconds on a CPU
 TINY_P8 = "tiny-p8"  # the tiny DINO with patch 8 (CASS's tests)
 TINY_P14 = "tiny-p14"  # the tiny DINO with DINOv2's patch 14 (SimZSS's tests)
-_KNOWN = {"dino": (DINO_B16, DINO_B8, TINY, TINY_P8, TINY_P14), "clip": (CLIP_B16, TINY)}
+_KNOWN = {"dino": (DINO_B16, DINO_B8, DINOV2_B14, TINY, TINY_P8, TINY_P14), "clip": (CLIP_B16, TINY)}
 _LISTS = {"dino": "python -c \"import timm; print(timm.list_models('vit_*', pretrained=True))\" (DINO's end in "
                   ".dino, e.g. vit_base_patch16_224.dino)",
           "clip": "python -c \"import open_clip; print(open_clip.list_models())\" (e.g. ViT-B-16)"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 from oczss.cache.export import export_hdf5
 from oczss.cache.info import cache_info
 from oczss.cache.location import reaching
+from oczss.cache.schema import DINO_FPS
 from oczss.cache.store import MaskCache
 from oczss.cache.verify import verify
 from oczss.model.weights import RANDOM_NOTE
@@ -36,13 +37,7 @@ def export(url: str, out: str) -> str:
 
 def format_info(info: dict) -> str:
     """The text of `oczss cache info`."""
-    p = info["params"]
-    lines = [f"cache {info['cache']}",
-             f"  DINO {p['dino_model']} (weights {p['fingerprint'][:12]}…"
-             + (f", {RANDOM_NOTE}" if info["random_weights"] else "") + ")",
-             f"  R={p['input_size']}  S={p['grid']}  K={','.join(map(str, p['ks']))}  seed={p['seed']}  "
-             f"{p['device']} {p['dtype']}  {p['shard_size']} images/shard",
-             f"  created {info['created']} by oczss {info['oczss_version']}"]
+    lines = [f"cache {info['cache']}", *_header(info), f"  created {info['created']} by oczss {info['oczss_version']}"]
     if not info["splits"]:
         lines.append("  (no datasets yet)")
     for s in info["splits"]:
@@ -68,6 +63,31 @@ def format_info(info: dict) -> str:
         if len(s["failed_images"]) > 20:
             lines.append(f"  … and {len(s['failed_images']) - 20} more failed (see --json)")
     return "\n".join(lines)
+
+
+def _header(info: dict) -> list[str]:
+    """The lines naming the cache's source, its model and its parameters."""
+    p, source = info["params"], info.get("source", DINO_FPS)
+    random = f", {RANDOM_NOTE}" if info["random_weights"] else ""
+    if source == DINO_FPS:
+        return [f"  source dino-fps: DINO {p['dino_model']} (weights {p['fingerprint'][:12]}…{random})",
+                f"  R={p['input_size']}  S={p['grid']}  K={','.join(map(str, p['ks']))}  seed={p['seed']}  "
+                f"{p['device']} {p['dtype']}  {p['shard_size']} images/shard"]
+    model = p.get("clip_model") or p.get("vision_model")
+    rest = {k: v for k, v in p.items() if k not in ("clip_model", "vision_model", "fingerprint", "arrays", "view",
+                                                     "random_weights", "shard_size")}
+    arrays = "  ".join(f"{name} {a['dtype']} {a['shape']}" for name, a in p["arrays"].items())
+    return [f"  source {source}: {model} (weights {p['fingerprint'][:12]}…{random})",
+            "  " + "  ".join(f"{k}={_value(v)}" for k, v in rest.items()) + f"  {p['shard_size']} images/shard",
+            f"  per image: {arrays}", f"  view: {p.get('view', '?')}"]
+
+
+def _value(v) -> str:
+    if isinstance(v, dict):
+        return "(" + " ".join(f"{k}={_value(x)}" for k, x in v.items()) + ")"
+    if isinstance(v, list):
+        return ",".join(f"{x:.3g}" if isinstance(x, float) else str(x) for x in v)
+    return str(v)
 
 
 def _size(n: float) -> str:

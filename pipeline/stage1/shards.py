@@ -1,9 +1,10 @@
 """Stage 1's unit of work, one shard, as a worker runs it (pipeline/stage1/precompute.py plans and hands them out).
 
-`run_shard` decodes the shard's images on a thread pool, runs DINO and the clustering batch by batch under a
-per-device lock, writes the shard and then its completion record, once the writer's lease is confirmed. Each
-process keeps one DINO per device (loaded and checked against the cache's fingerprint), one decode pool, one lock
-per device and its open splits.
+`run_shard` decodes the shard's images on a thread pool, runs the source's frozen model batch by batch under a
+per-device lock (pipeline/stage1/sources/: DINO and the clustering for dino-fps, CLIP and K-Means for clip-kmeans,
+DINOv2 for dinov2-tokens), writes the shard and then its completion record, once the writer's lease is confirmed.
+Each process keeps one model per (source, parameters, weights, device) (loaded and checked against the cache's
+fingerprint), one decode pool, one lock per device and its open splits.
 """
 
 from __future__ import annotations
@@ -12,20 +13,18 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from oczss.cache.lock import check_holder
-from oczss.cache.schema import CacheParams, pack_grid
+from oczss.cache.schema import CacheParams, SourceParams
 from oczss.cache.store import MaskCache
 from oczss.errors import OCZSSError
-from oczss.model.dino import DinoFeatures, load_dino
-from oczss.model.weights import fingerprint
 from oczss.pipeline.data.images import ImageError
 from oczss.pipeline.runtime import resolve_device
-from oczss.pipeline.stage1.tokens import image_arrays, load_input
+from oczss.pipeline.stage1.sources import get_source
 
 
 @dataclass(frozen=True)
@@ -38,13 +37,13 @@ class ShardJob:
     shard: int
     ids: tuple[str, ...]
     paths: tuple[str, ...]
-    params: CacheParams
+    params: CacheParams | SourceParams  # params.source names the source
     weights: str
-    device: str  # the --device flag: resolved on the worker, which must land on params.device
+    device: str  # the --device flag: resolved on the worker, which must land on the params' device type
     batch_size: int
     decode_threads: int
     lease: str  # the writer's lease token, checked before the shard's record is committed
-    basis: tuple[np.ndarray, np.ndarray] | None  # the dataset's (mean [C], basis [C, D]) when features are stored
+    basis: Any = None  # the source's per-dataset state (dino-fps: (mean [C], basis [C, D]) when features are stored)
 
 
 @dataclass
@@ -55,36 +54,35 @@ class ShardResult:
     failed: dict[str, str]
 
 
-# per-process resources: one DINO per device, one decode pool, one lock per device, open splits
+# per-process resources: one model per (source, params, weights, device), one decode pool, one lock per device, splits
 _lock = threading.Lock()
-_extractors: dict[tuple, DinoFeatures] = {}
+_models: dict[tuple, Any] = {}
 _device_locks: dict[str, threading.Lock] = {}
 _pools: dict[int, ThreadPoolExecutor] = {}
 _splits: dict[tuple, object] = {}
 
 
+def _device_type(params: CacheParams | SourceParams) -> str:
+    return params.device if isinstance(params, CacheParams) else params.values["device"]
+
+
 def worker_device(job: ShardJob) -> torch.device:
     """The worker's own device for the job; it must be of the type the cache records."""
-    device = resolve_device(job.device)
-    if device.type != job.params.device:
-        raise OCZSSError(f"this worker computes on {device.type} but the cache's clusters are made on "
-                         f"{job.params.device}; give every worker the same kind of device")
+    device, wanted = resolve_device(job.device), _device_type(job.params)
+    if device.type != wanted:
+        raise OCZSSError(f"this worker computes on {device.type} but the cache's {job.params.source} outputs are "
+                         f"made on {wanted}; give every worker the same kind of device")
     return device
 
 
-def extractor(job: ShardJob, device: torch.device, model: torch.nn.Module | None = None) -> DinoFeatures:
-    """This process's DINO for the job; `model`: the one plan() loaded and fingerprinted, else loaded and checked."""
-    p = job.params
-    key = (p.dino_model, job.weights, p.fingerprint, p.input_size, p.grid, str(device))
+def worker_model(job: ShardJob, device: torch.device, model=None):
+    """This process's model for the job (the source's `worker`); `model`: the one the client loaded and
+    fingerprinted, else loaded and checked."""
+    key = (job.params.source, job.params.digest(), job.weights, str(device))
     with _lock:
-        if key not in _extractors:
-            if model is None:
-                model = load_dino(p.dino_model, job.weights, p.input_size, dynamic=True)
-                if fingerprint(model) != p.fingerprint:
-                    raise OCZSSError(f"DINO weights {job.weights!r} on this worker differ from the cache's "
-                                     f"(fingerprint {p.fingerprint[:12]}…); give every worker the same checkpoint")
-            _extractors[key] = DinoFeatures(model, p.grid).to(device)
-        return _extractors[key]
+        if key not in _models:
+            _models[key] = get_source(job.params.source).worker(job.params, job.weights, device, model)
+        return _models[key]
 
 
 def _device_lock(device: torch.device) -> threading.Lock:
@@ -108,11 +106,11 @@ def _split(job: ShardJob):
         return _splits[key]
 
 
-def _decode(path: str, p: CacheParams) -> np.ndarray:
-    """The image as DINO sees it (pipeline/stage1/tokens.py), uint8 [h, w, 3]; a file that vanished since the
-    client checked is an error of the run."""
+def _decode(path: str, job: ShardJob) -> np.ndarray:
+    """The image as the source's model sees it, uint8 [h, w, 3]; a file that vanished since the client checked is
+    an error of the run."""
     try:
-        return load_input(path, p.input_size, p.input_size // p.feature_grid, p.feature_long)
+        return get_source(job.params.source).decode(path, job.params)
     except ImageError as e:
         if not os.path.exists(path):
             raise OCZSSError(f"image {path} is missing (it existed when the run started); nothing of its shard "
@@ -122,20 +120,15 @@ def _decode(path: str, p: CacheParams) -> np.ndarray:
 
 def run_shard(job: ShardJob, on_images: Callable[[int], None] | None = None,
               on_failure: Callable[[str, str], None] | None = None) -> ShardResult:
-    """Compute one shard's cluster maps for every K and write it; corrupt images are recorded, not fatal. Images
-    are taken in order as they decode and go to DINO in batches of one size (a batch runs as soon as it is full)."""
-    p = job.params
+    """Compute one shard's arrays and write it; corrupt images are recorded, not fatal (their rows stay zero).
+    Images are taken in order as they decode and go to the model in batches of one size (a batch runs as soon as
+    it is full)."""
     device = worker_device(job)
-    extract = extractor(job, device)
+    runner = worker_model(job, device)
     split_cache = _split(job)
-    decoded = [_pool(job.decode_threads).submit(_decode, path, p) for path in job.paths]
-    n, s = len(job.ids), p.grid
-    arrays = {f"labels_k{k}": np.zeros((n, s, s), np.uint8) for k in p.ks}
-    basis = None
-    if p.feature_dim:
-        arrays["features"] = np.zeros((n, p.feature_grid, p.feature_long, p.feature_dim), np.float16)
-        arrays["feature_shape"] = np.zeros((n, 2), np.uint16)
-        basis = tuple(torch.from_numpy(a).to(device) for a in job.basis)
+    decoded = [_pool(job.decode_threads).submit(_decode, path, job) for path in job.paths]
+    n = len(job.ids)
+    arrays = {name: np.zeros((n, *shape), dtype) for name, (shape, dtype, _) in job.params.layouts().items()}
     failed: dict[str, str] = {}
     pending: dict[tuple, list[tuple[int, np.ndarray]]] = {}  # image size -> (row, image) waiting for a batch
     for i, future in enumerate(decoded):
@@ -151,28 +144,24 @@ def run_shard(job: ShardJob, on_images: Callable[[int], None] | None = None,
         batch = pending.setdefault(image.shape, [])
         batch.append((i, image))
         if len(batch) == job.batch_size:
-            _run_batch(job, extract, device, basis, pending.pop(image.shape), arrays, on_images)
+            _run_batch(job, runner, device, pending.pop(image.shape), arrays, on_images)
     for batch in pending.values():
-        _run_batch(job, extract, device, basis, batch, arrays, on_images)
+        _run_batch(job, runner, device, batch, arrays, on_images)
     split_cache.write_shard(job.shard, arrays, failed, before_commit=lambda: check_holder(job.cache, job.lease))
     return ShardResult(job.shard, job.split, n, failed)
 
 
-def _run_batch(job: ShardJob, extract: DinoFeatures, device: torch.device, basis, batch: list[tuple[int, np.ndarray]],
+def _run_batch(job: ShardJob, runner, device: torch.device, batch: list[tuple[int, np.ndarray]],
                arrays: dict[str, np.ndarray], on_images: Callable[[int], None] | None) -> None:
-    """DINO and the clustering for same-sized images [(row, uint8 [h, w, 3])]; their rows of `arrays` filled."""
-    p = job.params
+    """The source's model on same-sized images [(row, uint8 [h, w, 3])]; their rows of `arrays` filled."""
     rows = [i for i, _ in batch]
     images = torch.from_numpy(np.stack([image for _, image in batch]))
     if device.type == "cuda":
         images = images.pin_memory()
     with _device_lock(device):  # one batch at a time on the device; the other task decodes meanwhile
-        maps, features = image_arrays(extract, images.to(device, non_blocking=True), [job.ids[i] for i in rows],
-                                      p.seed, list(p.ks), basis)
-    for k, lab in maps.items():
-        arrays[f"labels_k{k}"][rows] = lab
-    if features is not None:
-        arrays["feature_shape"][rows] = features.shape[1:3]
-        arrays["features"][rows] = [pack_grid(f, p.feature_grid, p.feature_long) for f in features]
+        out = get_source(job.params.source).compute(runner, images.to(device, non_blocking=True),
+                                                    [job.ids[i] for i in rows], job.params, job.basis)
+    for name, values in out.items():
+        arrays[name][rows] = values
     if on_images:
         on_images(len(rows))

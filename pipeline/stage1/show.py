@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from oczss.cache.schema import DINO_FPS
 from oczss.cache.split import DONE, FAILED
 from oczss.cache.store import MaskCache
 from oczss.errors import OCZSSError
@@ -27,6 +28,7 @@ def show(url: str, image_id: str, dataset: str, k: int, out: str | Path, split: 
     are cached under its base's name."""
     dataset = images_of(canonical(dataset))
     cache = MaskCache.open(url)
+    cache.expect(DINO_FPS, "`oczss cache show` (it pictures cluster maps)")
     if k not in cache.params.ks:
         raise OCZSSError(f"--k {k}: cache {url} has K in {','.join(map(str, cache.params.ks))}")
     candidates = [s for d, s in cache.splits() if d == dataset and (split is None or s == split)]

@@ -9,21 +9,19 @@
             on CUDA the DINO of the next micro-batch runs on a side stream while the current step runs. No cache.
 In every mode a view's padding patches get no cluster: their prompts' edges leave them out.
 
-Every reader of cached arrays goes through `CachedMaps`: a shard is read whole on first use in a process and
-checked against its completion record (cache/integrity.py: sha256 of its arrays and ids, label values < K). A
-damaged shard is an error naming it and `oczss cache verify`, unless `skip_damaged` asks to skip its images (one
-warning per shard). Checked shards stay in a small in-memory LRU.
+Every reader of cached arrays goes through `CachedMaps` (cache/reader.py's ShardReader): a shard is read whole on
+first use in a process and checked against its completion record (cache/integrity.py: sha256 of its arrays and ids,
+label values < K). A damaged shard is an error naming it and `oczss cache verify`, unless `skip_damaged` asks to skip
+its images (one warning per shard). Checked shards stay in a small in-memory LRU.
 """
 
 from __future__ import annotations
-
-import logging
-from collections import OrderedDict
 
 import numpy as np
 import torch
 
 from oczss.cache.integrity import unbound
+from oczss.cache.reader import ShardReader
 from oczss.cache.schema import unpack_grid
 from oczss.cache.split import DONE
 from oczss.cache.store import MaskCache
@@ -34,53 +32,28 @@ from oczss.pipeline.data.datasets import Sample
 from oczss.pipeline.data.names import images_of
 from oczss.pipeline.data.transforms import MEAN, STD
 
-log = logging.getLogger(__name__)
 MODES = ("whole", "view", "online")
-KEEP_SHARDS = 16
 
 
-class CachedMaps:
+class CachedMaps(ShardReader):
     """Per-image arrays of one (dataset, split) from the cache: `labels_k{K}` cluster maps uint8 [S, S] or
     `features` float16 [T_h, T_w, D] (each image's own token grid, unpacked with its feature_shape); opened
-    lazily in each process (picklable)."""
+    lazily in each process (picklable), each shard checked on first read (cache/reader.py)."""
 
     def __init__(self, url: str, dataset: str, split: str, array: str, skip_damaged: bool = False):
-        self.url, self.dataset, self.split, self.array = url, dataset, split, array
-        self.skip_damaged = skip_damaged
-        self._sc = self._records = None
-        self._shards: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._damaged: set[int] = set()
+        super().__init__(url, dataset, split, (array, "feature_shape") if array == "features" else (array,),
+                         skip_damaged)
+        self.array = array
 
-    def __getstate__(self):
-        return {**self.__dict__, "_sc": None, "_records": None, "_shards": OrderedDict(), "_damaged": set()}
+    def prepare(self, data: dict):
+        if self.array != "features":
+            return data[self.array]
+        return [unpack_grid(f, shape).copy() for f, shape in zip(data["features"], data["feature_shape"])]
 
     def get(self, image_id: str) -> np.ndarray | None:
         """The image's array; None if its shard is damaged and damaged shards are skipped."""
-        if self._sc is None:
-            self._sc = MaskCache.open(self.url).split(self.dataset, self.split)
-            self._records = self._sc.records()
-        row = self._sc.row(image_id)
-        shard = self._sc.shard_of(row)
-        if shard in self._damaged:
-            return None
-        if shard not in self._shards:
-            names = [self.array, "feature_shape"] if self.array == "features" else [self.array]
-            data, problems = self._sc.read_shard(shard, names, self._records[shard])
-            if problems:
-                where = f"cache {self.url} {self._sc.name}"
-                if not self.skip_damaged:
-                    raise OCZSSError(f"{where} is damaged: {problems[0]}" + (f" (and {len(problems) - 1} more)"
-                                     if len(problems) > 1 else "") + f". Run `oczss cache verify --cache "
-                                     f"{self.url}`, rebuild the shard, or pass --skip-damaged to skip its images")
-                log.warning("%s: skipping the images of damaged shard %d: %s", where, shard, problems[0])
-                self._damaged.add(shard)
-                return None
-            self._shards[shard] = data[self.array] if self.array != "features" else [
-                unpack_grid(f, shape).copy() for f, shape in zip(data["features"], data["feature_shape"])]
-            if len(self._shards) > KEEP_SHARDS:
-                self._shards.popitem(last=False)
-        self._shards.move_to_end(shard)
-        return self._shards[shard][row - self._sc.rows(shard)[0]]
+        shard, i = self.locate(image_id)
+        return None if shard is None else shard[i]
 
 
 def open_cached(samples: list[Sample], url: str, dataset: str, split: str, mode: str, k: int, min_grid: int = 1,
