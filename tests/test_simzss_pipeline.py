@@ -131,3 +131,22 @@ def test_torchrun_trains_on_two_cpu_processes(captions, tmp_path):
     assert json.loads((run / "config.json").read_text())["runtime"]["world_size"] == 2
     ckpt = load(run / "last.pt")
     assert ckpt["step"] == 2 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
+def test_cached_tokens_give_the_loss_of_the_tower_in_the_step(captions, tmp_path):
+    from oczss.pipeline.stage1.precompute import PrecomputeConfig, precompute
+
+    url = str(tmp_path / "tokens.zarr")
+    precompute(PrecomputeConfig(masks="dinov2-tokens", dataset="coco-captions", split="train", vision_model="tiny-p14",
+                                weights="random", input_size=56, shard_size=4, batch_size=4, decode_threads=1,
+                                device="cpu", data_root=str(captions), cache=url), progress=False)
+    losses = {}
+    for tokens in ("cache", "online"):  # online on the whole image, as the cache holds it
+        cfg = dataclasses.replace(DEMO, iters=2, log_every=1, model={**DEMO.model, "tokens": tokens, "view": "whole"})
+        train(cfg, out=tmp_path / tokens, data_root=str(captions), cache=url, device="cpu", progress=False)
+        losses[tokens] = [m["loss"] for m in metrics(tmp_path / tokens)]
+    assert np.allclose(losses["cache"], losses["online"], rtol=1e-3, atol=0), losses  # fp16 storage
+    assert load(tmp_path / "cache" / "last.pt")["vision"]["tokens"] == "cache"
+    crop = dataclasses.replace(DEMO, iters=1, log_every=1)
+    train(crop, out=tmp_path / "crop", data_root=str(captions), cache=None, device="cpu", progress=False)
+    assert metrics(tmp_path / "crop")[0]["loss"] != losses["online"][0]  # the views do matter

@@ -6,6 +6,8 @@
   3e-5, betas (0.9, 0.98), eps 1e-6, weight decay 0.2, 10 % warm-up then cosine, lambda 0.05, tau 0.1, concepts
   from spaCy's en_core_web_trf filtered by the benchmark vocabulary, online tokens on RandomResizedCrop views.
 - simzss-coco-captions-vits: the same with ViT-S/14 and the 40M text tower (the public ViT-S config).
+- simzss-coco-captions-cache: the ViT-B run from Stage 1's token cache (`oczss precompute --masks dinov2-tokens
+  --dataset coco-captions`): the whole image at 224 instead of a fresh crop per step.
 - simzss-demo: a tiny random-weight run for tests and CPUs (tiny-p14, 2-layer text tower, vocabulary concepts).
 """
 
@@ -34,5 +36,7 @@ def recipes() -> dict[str, tuple[str, TrainConfig]]:
                        model={"simzss": TINY, "concepts": {"source": "vocabulary"}, "warmup": 0.1})
     out = {"simzss-coco-captions": ("SimZSS ViT-B/14 on COCO Captions (the public code's run)", _run({})),
            "simzss-coco-captions-vits": ("SimZSS ViT-S/14 on COCO Captions", _run(small)),
+           "simzss-coco-captions-cache": ("SimZSS ViT-B/14 on COCO Captions from Stage 1's token cache",
+                                          _run({}, tokens="cache")),
            "simzss-demo": ("tiny random-weight SimZSS (tests, CPU)", demo)}
     return {name: (what, dataclasses.replace(cfg, description=what)) for name, (what, cfg) in out.items()}
