@@ -147,6 +147,10 @@ def test_cached_tokens_give_the_loss_of_the_tower_in_the_step(captions, tmp_path
         losses[tokens] = [m["loss"] for m in metrics(tmp_path / tokens)]
     assert np.allclose(losses["cache"], losses["online"], rtol=1e-3, atol=0), losses  # fp16 storage
     assert load(tmp_path / "cache" / "last.pt")["vision"]["tokens"] == "cache"
+    other = dataclasses.replace(DEMO, model={**DEMO.model, "tokens": "cache",
+                                             "simzss": {**DEMO.model["simzss"], "image_size": 70}})
+    with pytest.raises(OCZSSError, match="its tokens are tiny-p14 at 56, this run's vision is tiny-p14 at 70"):
+        train(other, out=tmp_path / "other", data_root=str(captions), cache=url, device="cpu", progress=False)
     crop = dataclasses.replace(DEMO, iters=1, log_every=1)
     train(crop, out=tmp_path / "crop", data_root=str(captions), cache=None, device="cpu", progress=False)
     assert metrics(tmp_path / "crop")[0]["loss"] != losses["online"][0]  # the views do matter
