@@ -390,7 +390,7 @@ def configs():
 @click.option("--setting", type=click.Choice(["inductive", "transductive"]), help="[default: the recipe's]")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder [default: data/<folder>].")
 @_cache_option
-@click.option("--out", type=click.Path(file_okay=False), help="Run folder [default: runs/<dataset>-<setting>].")
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder [default: runs/<dataset>-<setting> (OC-ZSS), runs/<dataset>-<method>].")
 @click.option("--config", "config", help="A recipe name (see `oczss configs`) or a TrainConfig JSON file.")
 @click.option("--iters", type=COUNT, help="Training iterations [default: the recipe's, e.g. 20000 for VOC].")
 @click.option("--batch-size", type=COUNT, help="Global batch [default: 16].")
@@ -424,7 +424,7 @@ def train(method, dataset, setting, data_root, cache_url, out, config, iters, ba
                      dino_weights=dino_weights)
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None},
                               model={**cfg.model, **({"weights": weights} if weights else {})})
-    out = out or f"runs/{cfg.dataset}-{cfg.setting}" + ("" if cfg.method == "oczss" else f"-{cfg.method}")
+    out = out or (f"runs/{cfg.dataset}-{cfg.setting}" if cfg.method == "oczss" else f"runs/{cfg.dataset}-{cfg.method}")
     summary = run(cfg, out=out, data_root=data_root, cache=cache_url, device=device, resume=resume,
                   skip_damaged=skip_damaged)
     if summary["rank"]:
