@@ -390,7 +390,8 @@ def configs():
 @click.option("--setting", type=click.Choice(["inductive", "transductive"]), help="[default: the recipe's]")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder [default: data/<folder>].")
 @_cache_option
-@click.option("--out", type=click.Path(file_okay=False), help="Run folder [default: runs/<dataset>-<setting> (OC-ZSS), runs/<dataset>-<method>].")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Run folder [default: runs/<dataset>-<setting> for OC-ZSS, runs/<dataset>-<method> otherwise].")
 @click.option("--config", "config", help="A recipe name (see `oczss configs`) or a TrainConfig JSON file.")
 @click.option("--iters", type=COUNT, help="Training iterations [default: the recipe's, e.g. 20000 for VOC].")
 @click.option("--batch-size", type=COUNT, help="Global batch [default: 16].")
