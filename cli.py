@@ -27,13 +27,14 @@ from oczss.pipeline.training import names as trained_methods
 log = logging.getLogger("oczss.cli")
 COUNT = click.IntRange(min=1)
 NATURAL = click.IntRange(min=0)
-METHODS = click.Choice(["oczss", "cass", "sm"])
+METHODS = click.Choice(["oczss", "cass", "simzss", "sm"])
 CLUSTER_MODES = click.Choice(["view", "whole", "online"])
 METHOD_TITLES = {"oczss": "OC-ZSS only (--method oczss)", "cass": "CASS only (--method cass)",
-                 "sm": "Split Matching only (--method sm)"}
+                 "simzss": "SimZSS only (--method simzss)", "sm": "Split Matching only (--method sm)"}
 DATA_NAMES = DATASETS + (CAPTIONS,)  # what `data prepare|check` and `precompute` take (captions: dinov2-tokens only)
 TRAINED = trained_methods()
-CHECKPOINT_METHODS = ("oczss", "sm")  # the trained methods: eval / predict take their --checkpoint
+CHECKPOINT_METHODS = ("oczss", "simzss", "sm")  # the trained methods: eval / predict take their --checkpoint
+METHOD_TITLES["/".join(CHECKPOINT_METHODS)] = f"Trained methods only (--method {' or '.join(CHECKPOINT_METHODS)})"
 
 
 class _Names(click.Choice):
@@ -384,18 +385,21 @@ def configs():
 
 @main.command(cls=_MethodCommand)
 @click.option("--method", type=click.Choice(TRAINED), help="The method trained [default: the recipe's; oczss].")
-@click.option("--dataset", type=_Names(ZERO_SHOT), help="Benchmark to train on [default: the recipe's].")
+@click.option("--dataset", type=_Names(ZERO_SHOT + (CAPTIONS,)),
+              help="Benchmark to train on (SimZSS: coco-captions) [default: the recipe's].")
 @click.option("--setting", type=click.Choice(["inductive", "transductive"]), help="[default: the recipe's]")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder [default: data/<folder>].")
 @_cache_option
-@click.option("--out", type=click.Path(file_okay=False), help="Run folder [default: runs/<dataset>-<setting>].")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Run folder [default: runs/<dataset>-<setting> for OC-ZSS, runs/<dataset>-<method> otherwise].")
 @click.option("--config", "config", help="A recipe name (see `oczss configs`) or a TrainConfig JSON file.")
 @click.option("--iters", type=COUNT, help="Training iterations [default: the recipe's, e.g. 20000 for VOC].")
 @click.option("--batch-size", type=COUNT, help="Global batch [default: 16].")
 @click.option("--micro-batch", type=COUNT, help="Per-process batch per forward; the rest is gradient accumulation.")
 @click.option("--workers", type=NATURAL, help="Data loader processes [default: 8, at most the CPU count].")
 @_device_option
-@click.option("--weights", help="CLIP weights: pretrained (open_clip 'openai'), random (tests/demo) or a PATH.")
+@click.option("--weights", help="CLIP weights (SimZSS: its frozen vision tower's): pretrained, random (tests/demo) "
+              "or a PATH.")
 @click.option("--init-from", type=click.Path(dir_okay=False), help="Start from this checkpoint's trainable weights.")
 @click.option("--text", type=click.Path(dir_okay=False), cls=_MethodOption, method=("oczss", "sm"),
               help="Class x template text embeddings (.npy).")
@@ -428,7 +432,7 @@ def train(method, dataset, setting, data_root, cache_url, out, config, iters, ba
     if cfg.method == "sm" and click.get_current_context().get_parameter_source("cache_url") != \
             ParameterSource.COMMANDLINE:
         cache_url = _default_cache("clip-kmeans")  # SM's candidates: the clip-kmeans source's own default cache
-    out = out or f"runs/{cfg.dataset}-{cfg.setting}" + ("" if cfg.method == "oczss" else f"-{cfg.method}")
+    out = out or (f"runs/{cfg.dataset}-{cfg.setting}" if cfg.method == "oczss" else f"runs/{cfg.dataset}-{cfg.method}")
     summary = run(cfg, out=out, data_root=data_root, cache=cache_url, device=device, resume=resume,
                   skip_damaged=skip_damaged)
     if summary["rank"]:
@@ -441,14 +445,15 @@ def train(method, dataset, setting, data_root, cache_url, out, config, iters, ba
 
 @main.command("eval", cls=_MethodCommand)
 @click.option("--method", default="oczss", show_default=True, type=METHODS,
-              help="oczss, sm: a trained checkpoint; cass: training-free, no checkpoint.")
+              help="oczss, simzss, sm: a trained checkpoint; cass: training-free, no checkpoint.")
 @click.option("--dataset", required=True, type=_Names(DATASETS), help="Benchmark to evaluate on.")
 @click.option("--split", default="val", show_default=True, type=click.Choice(["train", "val"]),
               help="Split to evaluate (the whole split).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the report as JSON here.")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder [default: data/<folder>].")
 @_device_option
-@click.option("--weights", help="CLIP weights: pretrained, random (tests/demo) or a PATH [oczss: as in training].")
+@click.option("--weights", help="CLIP weights (SimZSS: its vision tower's): pretrained, random (tests/demo) or a PATH "
+              "[trained methods: as in training].")
 @click.option("--dino-weights", default="pretrained", show_default=True,
               help="DINO weights: pretrained, random or a PATH (CASS's DINO; OC-ZSS: the online cluster mode's).")
 @click.option("--workers", default=2, type=NATURAL, show_default=True, help="Image loading processes.")
@@ -526,7 +531,7 @@ def _save_kinds(ctx, param, value) -> tuple[str, ...]:
 @click.option("--classes", required=True, help='Comma-separated class names, | between synonyms of one class, e.g. '
               '"cat,sofa|couch,window".')
 @click.option("--method", default="oczss", show_default=True, type=METHODS,
-              help="oczss, sm: a trained checkpoint; cass: training-free, no checkpoint.")
+              help="oczss, simzss, sm: a trained checkpoint; cass: training-free, no checkpoint.")
 @click.option("--out", default="predictions", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the pictures and predictions.jsonl.")
 @click.option("--save", default="overlay,labels", show_default=True, callback=_save_kinds,
@@ -535,7 +540,8 @@ def _save_kinds(ctx, param, value) -> tuple[str, ...]:
 @click.option("--workers", default=2, type=NATURAL, show_default=True,
               help="Threads decoding images ahead of the model (and writing outputs behind it).")
 @_device_option
-@click.option("--weights", help="CLIP weights: pretrained, random (tests/demo) or a PATH [oczss: as in training].")
+@click.option("--weights", help="CLIP weights (SimZSS: its vision tower's): pretrained, random (tests/demo) or a PATH "
+              "[trained methods: as in training].")
 @click.option("--dino-weights", help="DINO weights [oczss: as the training cache; cass: pretrained].")
 @click.option("--overwrite", is_flag=True, help="Redo images already done in --out (default: skip them).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), cls=_MethodOption, method=CHECKPOINT_METHODS,

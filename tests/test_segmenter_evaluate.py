@@ -2,6 +2,7 @@
 SimZSS checkpoints take through `oczss eval`."""
 
 import numpy as np
+import pytest
 import torch
 
 import oczss
@@ -12,7 +13,8 @@ from oczss.pipeline.segmenter.evaluate import format_method_report
 
 
 def test_a_method_is_scored_on_every_image_against_its_label(demo_root, fake_method):
-    seg = oczss.load("fake", weights="random")
+    with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
+        seg = oczss.load("fake", weights="random")
     report = seg.evaluate("DEMO", split="val", data_root=str(demo_root), workers=0, limit=3, progress=False)
     dataset = Dataset("demo", str(demo_root))
     spec, k = dataset.spec, len(dataset.spec.classes)

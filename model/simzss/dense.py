@@ -23,18 +23,19 @@ def dense_logits(patches: torch.Tensor, grid: tuple[int, int], classes: torch.Te
     return F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
 
 
-def segment(vision: VisionTokens, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-    """ImageNet-normalised images [B, 3, H, W] and class embeddings [K, D] -> per-pixel class scores [B, K, H, W].
+def segment(vision: VisionTokens, images: torch.Tensor, classes: torch.Tensor,
+            size: tuple[int, int] | None = None) -> torch.Tensor:
+    """ImageNet-normalised images [B, 3, H, W] and class embeddings [K, D] -> per-pixel class scores [B, K, *size]
+    (default size: H x W).
 
     An image whose sides are not multiples of the patch p is resized (bilinear) to the nearest multiples below
-    for the tower; the scores are up-sampled to H x W either way."""
+    for the tower; the scores are up-sampled to `size` either way."""
     p = vision.patch
-    size = tuple(images.shape[-2:])
-    grid = (size[0] // p, size[1] // p)
+    given = tuple(images.shape[-2:])
+    grid = (given[0] // p, given[1] // p)
     if min(grid) < 1:
-        raise OCZSSError(f"an image of {size[1]} x {size[0]} pixels is smaller than one {p} x {p} patch")
-    if grid[0] * p != size[0] or grid[1] * p != size[1]:
+        raise OCZSSError(f"an image of {given[1]} x {given[0]} pixels is smaller than one {p} x {p} patch")
+    if grid[0] * p != given[0] or grid[1] * p != given[1]:
         images = F.interpolate(images, size=(grid[0] * p, grid[1] * p), mode="bilinear", align_corners=False)
     _, patches = vision.tokens(images)
-    return dense_logits(patches, grid, classes, size)
-
+    return dense_logits(patches, grid, classes, size or given)

@@ -33,6 +33,16 @@ def global_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor, im
     return (per_image + F.cross_entropy(scale * text @ image_all.T, labels)) / 2
 
 
+def gather_rows(*features: torch.Tensor) -> tuple[list[torch.Tensor], int]:
+    """Every process's rows of each [B, D] tensor under torch.distributed -> ([B * world, D] each, in rank order,
+    gradients flowing back to this process's rows (torch.distributed.nn.all_gather), this process's first row).
+    Every process must hold the same B."""
+    import torch.distributed as dist
+    import torch.distributed.nn as dist_nn
+
+    return [torch.cat(dist_nn.all_gather(f), 0) for f in features], dist.get_rank() * features[0].shape[0]
+
+
 def span_means(tokens: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:
     """c_t: token features [B, L, d] and spans [B, M, T] (token positions of each concept, -1 = padding) -> the mean
     feature of each concept's tokens [B, M, d] (zeros where a concept slot is empty)."""

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from oczss.model.simzss.config import SimZSSConfig, SimZSSSchedule
-from oczss.model.simzss.losses import concept_loss, global_loss, span_means
+from oczss.model.simzss.losses import concept_loss, gather_rows, global_loss, span_means
 from oczss.model.simzss.text import build_text_tower, tokenizer
 
 
@@ -52,19 +52,28 @@ class SimZSS(torch.nn.Module):
         """g: [..., d_t] -> [..., D_v], the text tower's own output projection."""
         return x @ self.text.text_projection
 
-    def loss(self, batch: TextBatch, cls: torch.Tensor, patches: torch.Tensor) -> dict[str, torch.Tensor]:
+    def loss(self, batch: TextBatch, cls: torch.Tensor, patches: torch.Tensor,
+             gather: bool = False) -> dict[str, torch.Tensor]:
         """L = L_g + lambda L_l for a batch of captions and their images' frozen tokens, cls [B, D_v] and patches
-        [B, N, D_v] (cached fp16 or computed in the step; cast to the text features' dtype). Returns loss, global,
-        concept (unweighted L_l) and concept_accuracy."""
+        [B, N, D_v] (cached fp16 or computed in the step; cast to the text features' dtype). gather: under
+        torch.distributed, L_g contrasts against every process's images and captions (open_clip's
+        gather_with_grad + local_loss; every process has B rows); L_l stays per process, as in the public code.
+        Returns loss, global, concept (unweighted L_l) and concept_accuracy."""
         cfg = self.config
         caption, tokens = self.encode_text(batch.tokens)
         cls, patches = cls.to(caption.dtype), patches.to(caption.dtype)
-        l_g = global_loss(cls, caption, self.logit_scale.exp())
+        everyone, offset = gather_rows(cls, caption) if gather else ((None, None), 0)
+        l_g = global_loss(cls, caption, self.logit_scale.exp(), *everyone, offset)
         concepts = self.project(span_means(tokens, batch.spans))
         l_l, accuracy = concept_loss(patches, concepts, batch.labels, cfg.tau, cfg.concept_scale, cfg.concept_query,
                                      cfg.concept_targets)
         return {"loss": l_g + cfg.concept_weight * l_l, "global": l_g.detach(), "concept": l_l.detach(),
                 "concept_accuracy": accuracy}
+
+    def forward(self, batch: TextBatch, cls: torch.Tensor, patches: torch.Tensor,
+                gather: bool = False) -> dict[str, torch.Tensor]:
+        """`loss`: DDP synchronises the gradients of what runs through forward."""
+        return self.loss(batch, cls, patches, gather)
 
     @torch.no_grad()
     def clamp_logit_scale(self) -> None:

@@ -82,18 +82,24 @@ def build(config: ConceptConfig, nlp=None):
     return SpacyConcepts(nlp if nlp is not None else load_spacy(config.spacy_model), vocabulary)
 
 
-def load_spacy(model: str):
-    """spaCy's pipeline `model`; a one-line error saying what to install when spaCy or the model is missing."""
+def load_spacy(model: str, check_only: bool = False):
+    """spaCy's pipeline `model` (check_only: whether it is installed, without loading it; None); a one-line error
+    saying what to install when spaCy or the model is missing."""
     try:
         import spacy
     except ImportError:
         raise OCZSSError("concepts from spaCy need spaCy: pip install 'oczss[simzss]' (or use the concept source "
                          "'vocabulary', which needs no tagger)") from None
+    missing = OCZSSError(f"spaCy model {model!r} is not installed: python -m spacy download {model} (or use the "
+                         f"concept source 'vocabulary', which needs no tagger model)")
+    if check_only:
+        if not (spacy.util.is_package(model) or Path(model).is_dir()):
+            raise missing
+        return None
     try:
         return spacy.load(model, exclude=["ner"])
     except OSError:
-        raise OCZSSError(f"spaCy model {model!r} is not installed: python -m spacy download {model} (or use the "
-                         f"concept source 'vocabulary', which needs no tagger model)") from None
+        raise missing from None
 
 
 class VocabularyConcepts:
