@@ -27,13 +27,13 @@ from oczss.pipeline.training import names as trained_methods
 log = logging.getLogger("oczss.cli")
 COUNT = click.IntRange(min=1)
 NATURAL = click.IntRange(min=0)
-METHODS = click.Choice(["oczss", "cass", "simzss"])
+METHODS = click.Choice(["oczss", "cass", "simzss", "sm"])
 CLUSTER_MODES = click.Choice(["view", "whole", "online"])
 METHOD_TITLES = {"oczss": "OC-ZSS only (--method oczss)", "cass": "CASS only (--method cass)",
-                 "simzss": "SimZSS only (--method simzss)"}
+                 "simzss": "SimZSS only (--method simzss)", "sm": "Split Matching only (--method sm)"}
 DATA_NAMES = DATASETS + (CAPTIONS,)  # what `data prepare|check` and `precompute` take (captions: dinov2-tokens only)
 TRAINED = trained_methods()
-CHECKPOINT_METHODS = ("oczss", "simzss")  # the trained methods: eval / predict take their --checkpoint
+CHECKPOINT_METHODS = ("oczss", "simzss", "sm")  # the trained methods: eval / predict take their --checkpoint
 METHOD_TITLES["/".join(CHECKPOINT_METHODS)] = f"Trained methods only (--method {' or '.join(CHECKPOINT_METHODS)})"
 
 
@@ -181,10 +181,10 @@ def _model_name(kind: str):
     return check
 
 
-def _default_cache() -> str:
+def _default_cache(source: str = "dino-fps") -> str:
     from oczss.cache.store import default_cache_url
 
-    return default_cache_url()
+    return default_cache_url(source)
 
 
 def _cache_option(f):
@@ -401,7 +401,8 @@ def configs():
 @click.option("--weights", help="CLIP weights (SimZSS: its frozen vision tower's): pretrained, random (tests/demo) "
               "or a PATH.")
 @click.option("--init-from", type=click.Path(dir_okay=False), help="Start from this checkpoint's trainable weights.")
-@_oczss("--text", type=click.Path(dir_okay=False), help="Class x template text embeddings (.npy).")
+@click.option("--text", type=click.Path(dir_okay=False), cls=_MethodOption, method=("oczss", "sm"),
+              help="Class x template text embeddings (.npy).")
 @click.option("--seed", type=NATURAL, help="Data order and augmentation seed [default: 0].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
 @click.option("--skip-damaged", is_flag=True, help="Skip the images of damaged cache shards instead of stopping.")
@@ -409,8 +410,11 @@ def configs():
         "clustered per view), whole (cached whole-image clusters) or online (DINO per view) [default: view].")
 @_oczss("--dino-model", callback=_model_name("dino"), help=f"The online mode's DINO (timm name) [default: {DINO_B16}].")
 @_oczss("--dino-weights", help="The online mode's DINO weights: pretrained, random or a PATH.")
+@click.option("--candidates", type=click.Choice(["cache", "online"]), cls=_MethodOption, method="sm",
+              help="Unseen candidates: cache (Stage 1's clip-kmeans) or online (the frozen CLIP per view) "
+                   "[default: the recipe's].")
 def train(method, dataset, setting, data_root, cache_url, out, config, iters, batch_size, micro_batch, workers, device,
-          weights, init_from, text, seed, resume, skip_damaged, cluster_mode, dino_model, dino_weights):
+          weights, init_from, text, seed, resume, skip_damaged, cluster_mode, dino_model, dino_weights, candidates):
     """Stage 2: train a method (OC-ZSS by default, or an ablation) from its cache (see `oczss configs`)."""
     from oczss.model.weights import RANDOM_NOTE
     from oczss.pipeline.stage2.recipes import resolve
@@ -422,9 +426,12 @@ def train(method, dataset, setting, data_root, cache_url, out, config, iters, ba
     _refuse_foreign(click.get_current_context(), cfg.method)
     overrides = dict(setting=setting, iters=iters, batch_size=batch_size, micro_batch=micro_batch, workers=workers,
                      init_from=init_from, text=text, seed=seed, cluster_mode=cluster_mode, dino_model=dino_model,
-                     dino_weights=dino_weights)
+                     dino_weights=dino_weights, candidates=candidates)
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None},
                               model={**cfg.model, **({"weights": weights} if weights else {})})
+    if cfg.method == "sm" and click.get_current_context().get_parameter_source("cache_url") != \
+            ParameterSource.COMMANDLINE:
+        cache_url = _default_cache("clip-kmeans")  # SM's candidates: the clip-kmeans source's own default cache
     out = out or (f"runs/{cfg.dataset}-{cfg.setting}" if cfg.method == "oczss" else f"runs/{cfg.dataset}-{cfg.method}")
     summary = run(cfg, out=out, data_root=data_root, cache=cache_url, device=device, resume=resume,
                   skip_damaged=skip_damaged)
@@ -438,7 +445,7 @@ def train(method, dataset, setting, data_root, cache_url, out, config, iters, ba
 
 @main.command("eval", cls=_MethodCommand)
 @click.option("--method", default="oczss", show_default=True, type=METHODS,
-              help="oczss, simzss: a trained checkpoint; cass: training-free, no checkpoint.")
+              help="oczss, simzss, sm: a trained checkpoint; cass: training-free, no checkpoint.")
 @click.option("--dataset", required=True, type=_Names(DATASETS), help="Benchmark to evaluate on.")
 @click.option("--split", default="val", show_default=True, type=click.Choice(["train", "val"]),
               help="Split to evaluate (the whole split).")
@@ -524,7 +531,7 @@ def _save_kinds(ctx, param, value) -> tuple[str, ...]:
 @click.option("--classes", required=True, help='Comma-separated class names, | between synonyms of one class, e.g. '
               '"cat,sofa|couch,window".')
 @click.option("--method", default="oczss", show_default=True, type=METHODS,
-              help="oczss, simzss: a trained checkpoint; cass: training-free, no checkpoint.")
+              help="oczss, simzss, sm: a trained checkpoint; cass: training-free, no checkpoint.")
 @click.option("--out", default="predictions", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the pictures and predictions.jsonl.")
 @click.option("--save", default="overlay,labels", show_default=True, callback=_save_kinds,
@@ -584,7 +591,7 @@ def predict(inputs, classes, method, out, save, batch_size, workers, device, wei
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(0, 65535),
               help="Port to serve on.")
 @click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="An OC-ZSS checkpoint to offer beside CASS (repeatable).")
+              help="A trained checkpoint (OC-ZSS or Split Matching) to offer beside CASS (repeatable).")
 @_device_option
 @click.option("--weights", default="pretrained", show_default=True, help="CASS's CLIP weights: pretrained, random "
               "(tests/demo) or a PATH.")
@@ -604,7 +611,7 @@ def app(host, port, checkpoints, device, weights, dino_weights, backbone, dino_m
 
     offers = {"CASS (training-free)": ("cass", dict(weights=weights, dino_weights=dino_weights, config=recipe,
                                                     backbone=backbone, dino_model=dino_model))}
-    offers.update({f"OC-ZSS {path}": (path, {}) for path in checkpoints})
+    offers.update({f"Checkpoint {path}": (path, {}) for path in checkpoints})
     serve(offers, device=device, host=host, port=port, max_upload_mb=max_upload_mb, max_images=max_images,
           max_pixels=max_pixels)
 
@@ -615,8 +622,8 @@ def app(host, port, checkpoints, device, weights, dino_weights, backbone, dino_m
 @click.option("--iters", type=COUNT, help="Training iterations [default: the demo recipe's 600].")
 @click.option("--device", default="cpu", show_default=True, help="cpu, or cuda[:N] on a GPU.")
 def demo(out, iters, device):
-    """Run precompute -> train -> eval -> predict (OC-ZSS, then CASS) on the built-in demo dataset (random weights,
-    CPU, minutes)."""
+    """Run precompute -> train -> eval -> predict (OC-ZSS, then CASS, then Split Matching) on the built-in demo
+    dataset (random weights, CPU, minutes)."""
     from oczss.model.weights import RANDOM_NOTE
     from oczss.pipeline.demo import run_demo
 
@@ -627,7 +634,9 @@ def demo(out, iters, device):
                f"  training run {r['run']}  (config.json, metrics.jsonl, tb/, checkpoints/)\n"
                f"  eval report  {r['eval']}: mIoU(S) {rep['mIoU_seen']:.1f}, mIoU(U) {rep['mIoU_unseen']:.1f}, "
                f"hIoU {rep['hIoU']:.1f}\n  predictions  {out}/predictions ({len(r['predictions'])} files, OC-ZSS), "
-               f"{out}/predictions-cass ({len(r['predictions_cass'])} files, CASS)")
+               f"{out}/predictions-cass ({len(r['predictions_cass'])} files, CASS)\n"
+               f"  split match  {r['run_sm']}, {r['eval_sm']}: hIoU {r['report_sm']['hIoU']:.1f}, "
+               f"{out}/predictions-sm ({len(r['predictions_sm'])} files)")
 
 
 @main.group()

@@ -10,11 +10,11 @@ cluster modes, batch 16, 8 workers, data-wait share), precompute (2,000 syntheti
 batch 32), eval (slide inference), cass (CASS against plain CLIP), prepare (`data prepare coco`), prompts (the
 cluster modes' empty prompts, agreement and cost); then resize (eval preprocessing against cv2), view_features (the
 view mode's stored resolution, random DINO weights here; bench/tiny_dino.py trains the DINO for its other half), sm
-(Split Matching's parameter counts and training step), predict (a folder through the API against one image at a
-time). Each script runs in its own process group under its own time cap (CAPS, further cut to what is left of
---budget), so one slow benchmark cannot eat the run; a script that fails or runs out of time is recorded with its
-error and the last lines it printed, and the others still run. The JSON is rewritten after every script, so
-whatever finished survives a run that is stopped.
+(Split Matching's parameter counts, its training step beside OC-ZSS's, the online candidates' cost), predict (a
+folder through the API against one image at a time). Each script runs in its own process group under its own time
+cap (CAPS, further cut to what is left of --budget), so one slow benchmark cannot eat the run; a script that fails
+or runs out of time is recorded with its error and the last lines it printed, and the others still run. The JSON is
+rewritten after every script, so whatever finished survives a run that is stopped.
 """
 
 from __future__ import annotations

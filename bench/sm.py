@@ -9,8 +9,12 @@ projection to CLIP's space, MFE (training only) and the total used at inference.
 Training step: SplitMatching's forward, L = L_SM + L_MFE (Eq. 2-3, §3.3), backward, AdamW over Mask2Former's
 parameter groups with its gradient clipping, on synthetic batches (COCO-Stuff's 156 seen classes, half of each
 view annotated, the other half split into 12 candidate regions), bf16 autocast on CUDA. `--tiny` uses the test
-model (timm's test_resnet, 32-wide Mask2Former). Prints seconds per step and images per second, with the device
-and date. The comparison with OC-ZSS's step at the same input size comes with the pipeline integration.
+model (timm's test_resnet, 32-wide Mask2Former). Beside it, in the same run and at the same batch and input size:
+OC-ZSS's full model's training step (bench/model.py's: view-mode FPS-Voronoi, forward, loss, backward, AdamW;
+ViT-B/16, or the tiny CLIP with --tiny; as many seen classes) and the `online` candidate source's cost per step
+(`unseen_candidates` with the frozen CLIP, ViT-B/16 or tiny, on the batch's views: what the `cache` source saves).
+Prints seconds per step and images per second of each, and SM's step cost as a multiple of OC-ZSS's, with the
+device and date.
 """
 
 from __future__ import annotations
@@ -23,9 +27,13 @@ import time
 import torch
 import torch.nn.functional as F
 
+from oczss.model import OCZSSConfig, build_model
+from oczss.model.clip import load_tower
 from oczss.model.losses import IGNORE
 from oczss.model.sm import MASK2FORMER_SCHEDULE, Batch, SMConfig, build_sm, param_groups, resnet50
 from oczss.pipeline.runtime import autocast, resolve_device
+from oczss.pipeline.sm.data import OnlineCandidates, online_params
+from model import rate, training_step  # bench/model.py: OC-ZSS's training step
 
 SEEN = 156  # COCO-Stuff's seen classes
 CANDIDATES = 12
@@ -82,6 +90,26 @@ def step_seconds(config: SMConfig, args, device: torch.device) -> float:
     return (time.perf_counter() - start) / args.iters
 
 
+def oczss_step_seconds(args, device: torch.device) -> float:
+    """Mean seconds of OC-ZSS's full model's training step at the same batch, size and seen classes."""
+    model = build_model(OCZSSConfig(backbone="tiny" if args.tiny else "ViT-B-16", weights="random")).to(device)
+    step, _ = training_step(model, argparse.Namespace(batch=args.batch, size=args.size, classes=SEEN), device)
+    return 1 / rate(step, device, args.warmup, args.iters)
+
+
+def online_candidates_seconds(args, device: torch.device) -> float:
+    """Mean seconds of the online candidate source on one batch of views (frozen CLIP, no gradients)."""
+    tower = load_tower("tiny" if args.tiny else "ViT-B-16", "random", "visual")
+    source = OnlineCandidates(tower.module.to(device), online_params(args.size, tower.module.conv1.kernel_size[0]))
+    images = torch.randn(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(0)).to(device)
+    content = torch.full((args.batch, 2), args.size, device=device)
+    return 1 / rate(lambda: source(images, content), device, args.warmup, args.iters)
+
+
+def timing(seconds: float, batch: int) -> dict:
+    return {"seconds_per_step": round(seconds, 4), "images_per_second": round(batch / seconds, 3)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
@@ -96,11 +124,16 @@ def main() -> None:
               "resnet50": parameter_counts(resnet50(weights="random"))}
     config = SMConfig.tiny() if args.tiny else SMConfig(weights="random")
     seconds = step_seconds(config, args, device)
+    oczss = oczss_step_seconds(args, device)
+    online = online_candidates_seconds(args, device)
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    clip = "tiny" if args.tiny else "ViT-B-16"
     print(json.dumps({"device": name, "date": datetime.date.today().isoformat(), "parameters": counts,
-                      "train_step": {"model": config.backbone + " (random weights)", "batch": args.batch,
-                                     "size": args.size, "seconds_per_step": round(seconds, 4),
-                                     "images_per_second": round(args.batch / seconds, 3)}}, indent=2))
+                      "train_step": {"batch": args.batch, "size": args.size, "random_weights": True,
+                                     f"sm ({config.backbone}, cached candidates)": timing(seconds, args.batch),
+                                     f"oczss (full model, CLIP {clip})": timing(oczss, args.batch),
+                                     f"sm online candidates (CLIP {clip}), added per step": timing(online, args.batch),
+                                     "sm / oczss step time": round(seconds / oczss, 3)}}, indent=2))
 
 
 if __name__ == "__main__":

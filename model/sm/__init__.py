@@ -4,11 +4,18 @@ candidates' source: multi-scale K-Means on a frozen CLIP's dense features and th
 
 Needs the `sm` extra (transformers' Mask2Former)."""
 
-from oczss.model.sm.candidates import CandidateParams, Candidates, unseen_candidates
-from oczss.model.sm.config import ABLATIONS, SMConfig, ablation, resnet50
-from oczss.model.sm.objective import Batch
-from oczss.model.sm.optim import MASK2FORMER_SCHEDULE, param_groups
-from oczss.model.sm.segmentor import SplitMatching, build_sm
+import importlib
 
-__all__ = ["ABLATIONS", "Batch", "CandidateParams", "Candidates", "MASK2FORMER_SCHEDULE", "SMConfig", "SplitMatching",
-           "ablation", "build_sm", "param_groups", "resnet50", "unseen_candidates"]
+_HOME = {"CandidateParams": "candidates", "Candidates": "candidates", "unseen_candidates": "candidates",
+         "ABLATIONS": "config", "SMConfig": "config", "ablation": "config", "resnet50": "config", "Batch": "objective",
+         "MASK2FORMER_SCHEDULE": "optim", "param_groups": "optim", "SplitMatching": "segmentor",
+         "build_sm": "segmentor", "restore_sm": "segmentor"}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str):
+    """Each name from its own module on first use: the config and the schedule (what the recipes read) import
+    neither transformers nor open_clip."""
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)

@@ -25,6 +25,8 @@ class SMConfig:
         `pretrained` (timm's hub cache), a local checkpoint path, or `random` (tests and the demo only, announced).
         seed: seeds every initialisation, the random queries included.
     embed_dim: C, CLIP's text space the query features are projected to (512 for ViT-B/16; 32 for the tiny CLIP).
+    clip / clip_weights: that CLIP (an open_clip name, or `tiny`) and its weights (`pretrained`, `random`, a path):
+        its text tower embeds the class names (A) and its frozen image tower makes the candidates (C_u, Y_u).
     Mask2Former (paper: "all other hyperparameters unchanged"; its semantic R-101 config): hidden_dim 256 (queries,
         pixel decoder and mask features), encoder_layers 6 (deformable pixel decoder), decoder_layers 10 (9
         masked-attention layers + the prediction from the initial queries, each supervised), heads 8,
@@ -53,6 +55,8 @@ class SMConfig:
     weights: str = "pretrained"
     seed: int = 0
     embed_dim: int = 512
+    clip: str = "ViT-B-16"
+    clip_weights: str = "pretrained"
     hidden_dim: int = 256
     encoder_layers: int = 6
     decoder_layers: int = 10
@@ -116,8 +120,8 @@ class SMConfig:
     def tiny(cls, **overrides) -> "SMConfig":
         """The test model: timm's test_resnet, a 32-wide Mask2Former with 1 encoder and 2 + 1 decoder layers, the
         tiny CLIP's 32-d text space, 4 seen + 3 candidate (+ 2 random) queries, random weights."""
-        base = dict(backbone=TINY, weights="random", embed_dim=32, hidden_dim=32, encoder_layers=1, decoder_layers=3,
-                    num_heads=2, dim_feedforward=64, encoder_feedforward_dim=64, seen_queries=4, candidate_queries=3,
+        base = dict(backbone=TINY, weights="random", embed_dim=32, clip=TINY, clip_weights="random", hidden_dim=32,
+                    encoder_layers=1, decoder_layers=3, num_heads=2, dim_feedforward=64, encoder_feedforward_dim=64, seen_queries=4, candidate_queries=3,
                     random_queries=2)
         return cls(**{**base, **overrides})
 

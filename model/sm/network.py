@@ -49,15 +49,16 @@ def mask2former_config(config: SMConfig) -> Mask2FormerConfig:
                                  encoder_feedforward_dim=config.encoder_feedforward_dim, num_queries=config.queries)
 
 
-def build_mask2former(config: SMConfig) -> Mask2FormerModel:
+def build_mask2former(config: SMConfig, load_weights: bool = True) -> Mask2FormerModel:
     """Mask2Former for `config` with its backbone weights loaded (config.weights) and BatchNorm frozen.
 
     Real weights are fetched (or their absence reported) before the network is built. The rest of the network is
-    initialised by transformers' Mask2Former initialisation under the caller's RNG state."""
+    initialised by transformers' Mask2Former initialisation under the caller's RNG state. load_weights False: no
+    backbone weights at all (a checkpoint's state dict fills every value next)."""
     pretrained = None
-    if config.weights == "random":
+    if load_weights and config.weights == "random":
         announce_random(f"the Split Matching backbone ({config.backbone})")
-    else:
+    elif load_weights:
         pretrained = timm_weights(config.backbone, config.weights, "model weights", f"{config.backbone}.safetensors",
                                   features_only=True, out_indices=OUT_INDICES)
     with _quiet():

@@ -83,3 +83,13 @@ def build_sm(config: SMConfig) -> SplitMatching:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         return SplitMatching(config, build_mask2former(config), config.weights == "random")
+
+
+def restore_sm(config: SMConfig, state: dict, random_weights: bool, weights_fingerprint: str) -> SplitMatching:
+    """A trained model from its checkpoint's state dict (every value; no backbone weights are fetched), in eval
+    mode; `random_weights` / `weights_fingerprint`: what the checkpoint records of its starting weights. A state
+    that does not fit `config` raises RuntimeError (load_state_dict's)."""
+    model = SplitMatching(config, build_mask2former(config, load_weights=False), random_weights)
+    model.load_state_dict(state)
+    model.weights_fingerprint = weights_fingerprint
+    return model.eval()

@@ -69,7 +69,7 @@ def register(name: str, target: str, by_name: bool) -> None:
 register("cass", "oczss.pipeline.cass.predict:CassMethod", by_name=True)
 register("oczss", "oczss.pipeline.stage2.predict:OCZSSMethod", by_name=False)
 register("simzss", "oczss.pipeline.simzss.predict:SimZSSMethod", by_name=False)
-register("simzss", "oczss.pipeline.simzss.predict:SimZSSMethod", by_name=False)
+register("sm", "oczss.pipeline.sm.predict:SMMethod", by_name=False)
 
 
 def names(by_name: bool | None = None) -> list[str]:

@@ -39,6 +39,8 @@ class TrainConfig:
     cluster_mode (pipeline/stage2/clusters.py): where the object prompts' clusters come from, `view` (default: the
     cache's compact DINO tokens clustered per view in the step), `whole` (the cache's whole-image cluster map) or
     `online` (DINO on each view in the step, no cache); dino_model / dino_weights: the DINO of the online mode.
+    candidates (Split Matching): where the unseen candidates come from, `cache` (Stage 1's clip-kmeans source) or
+    `online` (the frozen CLIP on each view in the step, no cache); other methods ignore it.
     """
 
     method: str = "oczss"
@@ -67,6 +69,7 @@ class TrainConfig:
     cluster_mode: str = "view"
     dino_model: str = DINO_B16
     dino_weights: str = "pretrained"
+    candidates: str = "cache"
     model: dict = field(default_factory=dict)
 
     @property
@@ -82,6 +85,8 @@ class TrainConfig:
             object.__setattr__(self, "dataset", canonical(self.dataset, tuple(SPECS)))  # any case
         if self.cluster_mode not in ("whole", "view", "online"):
             raise OCZSSError(f"--cluster-mode {self.cluster_mode!r}: choose whole, view or online")
+        if self.candidates not in ("cache", "online"):
+            raise OCZSSError(f"candidates {self.candidates!r}: choose cache or online")
         if self.cluster_mode == "online":
             check_name("dino", self.dino_model, "--dino-model")
         if self.setting not in ("inductive", "transductive"):

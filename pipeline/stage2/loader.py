@@ -8,6 +8,7 @@ on worker count or restarts, so a resumed run sees exactly the batches an uninte
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -17,9 +18,10 @@ from oczss.errors import OCZSSError
 from oczss.model import IGNORE
 from oczss.pipeline.data.datasets import Dataset, DatasetSpec, Sample
 from oczss.pipeline.data.images import ImageError, load_rgb
-from oczss.pipeline.data.transforms import train_view
+from oczss.pipeline.data.transforms import View, train_view
+from oczss.pipeline.data.pairs import check_pairs
 from oczss.pipeline.stage2.clusters import CachedMaps
-from oczss.pipeline.workers import guarded, ignore_signals
+from oczss.pipeline.workers import collate, guarded, ignore_signals
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +90,17 @@ class TrainData(torch.utils.data.Dataset):
         item = {"image": torch.from_numpy(img), "label": torch.from_numpy(self.lut[lab].astype(np.int64)),
                 "first": torch.tensor(int(rng.integers(side * side))), "note": self._outside(label, sample),
                 "valid": torch.from_numpy(view.patch_valid(side, side, self.patch))}
+        self.add_cached(item, view, cached)
+        return item
+
+    def add_cached(self, item: dict, view: View, cached) -> None:
+        """Put what the cache holds for the sample, seen through the view, into the item (a method's own data
+        subclasses this): OC-ZSS's clusters int64 [M] (whole) or features float16 [M, D] (view)."""
+        side = self.crop // self.patch
         if self.mode == "whole" and cached is not None:
             item["clusters"] = torch.from_numpy(view.patch_clusters(cached, side, side, self.patch))
         elif self.mode == "view" and cached is not None:
             item["features"] = torch.from_numpy(view.patch_features(cached, side, side, self.patch))
-        return item
-
 
     def _outside(self, label: np.ndarray, sample: Sample) -> str:
         """'' or the note naming the label values outside the classes (255 aside), which training ignores."""
@@ -104,6 +111,26 @@ class TrainData(torch.utils.data.Dataset):
         values = np.unique(label[outside])
         return (f"label {sample.label}: values {', '.join(map(str, values))} lie outside the {n} classes of "
                 f"{self.dataset.spec.name} (255 aside) and are ignored in training (`oczss data check` lists them)")
+
+
+def training_split(cfg, data_root: str | None, progress: bool) -> tuple[Dataset, list[Sample]]:
+    """The run's dataset (its unseen classes replaced by cfg.unseen when given) and its checked train samples."""
+    dataset = Dataset(cfg.dataset, data_root)
+    if cfg.unseen is not None:
+        dataset.spec = dataclasses.replace(dataset.spec, unseen=tuple(sorted(cfg.unseen)))
+    samples = dataset.samples("train")
+    check_pairs(samples, f"{cfg.dataset} train", show_progress=progress)
+    return dataset, samples
+
+
+def training_loader(data: torch.utils.data.Dataset, ctx, workers: int) -> torch.utils.data.DataLoader:
+    """The DataLoader of a training run (Context `ctx`): `data`'s items in the resumable Positions order from the
+    run's step, `workers` processes."""
+    return torch.utils.data.DataLoader(
+        data, batch_size=ctx.micro, sampler=Positions(len(data), ctx.cfg.seed, ctx.step * ctx.accum, ctx.micro,
+                                                      ctx.world, ctx.rank),
+        num_workers=workers, pin_memory=ctx.device.type == "cuda", worker_init_fn=seed_worker, collate_fn=collate,
+        persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
 
 
 class Positions(torch.utils.data.Sampler):

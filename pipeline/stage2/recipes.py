@@ -21,7 +21,7 @@ from oczss.pipeline.data.datasets import SPECS
 from oczss.pipeline.stage2.config import TrainConfig
 
 # the other trained methods' recipe modules: each has `recipes() -> {name: (what, TrainConfig)}`
-METHOD_RECIPES: tuple[str, ...] = ("oczss.pipeline.simzss.recipes",)
+METHOD_RECIPES: tuple[str, ...] = ("oczss.pipeline.simzss.recipes", "oczss.pipeline.sm.recipes")
 ITERS = {"voc": 20000, "context": 40000, "coco": 80000, "demo": 600}
 # n_o and S per dataset (§4); VPT tokens per layer: OTSeg's (docs/protocol.md §4: 100 for COCO), which §4 says OC-ZSS
 # follows; App. A says "10 learnable prompts" without naming a dataset (recipe coco-vpt10 reads it for COCO too).

@@ -20,15 +20,12 @@ from oczss.model import OCZSSConfig, build_model
 from oczss.model.dino import DinoFeatures, load_dino
 from oczss.model.weights import fingerprint
 from oczss.pipeline.configs import from_dict
-from oczss.pipeline.data.datasets import Dataset
-from oczss.pipeline.data.pairs import check_pairs
 from oczss.pipeline.stage2 import checkpoint as ckpt_io
 from oczss.pipeline.stage2.clusters import StepClusters, device_batches, open_cached
 from oczss.pipeline.stage2.config import TrainConfig
-from oczss.pipeline.stage2.loader import UNSEEN, Positions, TrainData, seed_worker
+from oczss.pipeline.stage2.loader import UNSEEN, TrainData, training_loader, training_split
 from oczss.pipeline.stage2.text import class_text
 from oczss.pipeline.training.task import Context, Task, distributed
-from oczss.pipeline.workers import collate
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +68,8 @@ class OCZSSTask(Task):
         cfg, dev = ctx.cfg, ctx.device
         self = cls()
         model_cfg = from_dict(OCZSSConfig, cfg.model, "training config: model")
-        dataset = Dataset(cfg.dataset, ctx.data_root)
-        if cfg.unseen is not None:
-            dataset.spec = dataclasses.replace(dataset.spec, unseen=tuple(sorted(cfg.unseen)))
+        dataset, samples = training_split(cfg, ctx.data_root, ctx.progress)
         spec = dataset.spec
-        samples = dataset.samples("train")
-        check_pairs(samples, f"{cfg.dataset} train", show_progress=ctx.progress)
         self.mode = cfg.cluster_mode if model_cfg.mask_source == "dino" else "none"
         samples, maps, source, self.dino = _cluster_data(cfg, self.mode, samples, model_cfg.num_objects, ctx.cache,
                                                          spec.crop, dev, ctx.skip_damaged)
@@ -89,12 +82,9 @@ class OCZSSTask(Task):
             self.optimizer, [lambda s, base=g["lr"]: lr_factor(s, cfg, base) for g in groups])
         self.net = distributed(model, ctx)
         workers = min(cfg.workers, os.cpu_count() or 1)
-        self.loader = torch.utils.data.DataLoader(
+        self.loader = training_loader(
             TrainData(dataset, samples, cfg.setting, maps, self.mode, spec.crop, model.encoder.patch_size, cfg.seed),
-            batch_size=ctx.micro, sampler=Positions(len(samples), cfg.seed, ctx.step * ctx.accum, ctx.micro,
-                                                    ctx.world, ctx.rank),
-            num_workers=workers, pin_memory=dev.type == "cuda", worker_init_fn=seed_worker, collate_fn=collate,
-            persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+            ctx, workers)
         self.seen, self.setting, self.crop, self.device = list(spec.seen), cfg.setting, spec.crop, dev
         self.text = text[self.seen] if cfg.setting == "inductive" else text  # [K', N, C] what the model is trained on
         self.random_weights, self.desc = model.random_weights, f"train {cfg.dataset} {cfg.setting}"

@@ -18,6 +18,7 @@ def register(name: str, target: str) -> None:
 
 register("oczss", "oczss.pipeline.stage2.train:OCZSSTask")
 register("simzss", "oczss.pipeline.simzss.train:SimZSSTask")
+register("sm", "oczss.pipeline.sm.train:SMTask")
 
 
 def names() -> list[str]:
