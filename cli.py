@@ -634,9 +634,10 @@ def demo(out, iters, device):
                f"  training run {r['run']}  (config.json, metrics.jsonl, tb/, checkpoints/)\n"
                f"  eval report  {r['eval']}: mIoU(S) {rep['mIoU_seen']:.1f}, mIoU(U) {rep['mIoU_unseen']:.1f}, "
                f"hIoU {rep['hIoU']:.1f}\n  predictions  {out}/predictions ({len(r['predictions'])} files, OC-ZSS), "
-               f"{out}/predictions-cass ({len(r['predictions_cass'])} files, CASS)\n"
-               f"  split match  {r['run_sm']}, {r['eval_sm']}: hIoU {r['report_sm']['hIoU']:.1f}, "
-               f"{out}/predictions-sm ({len(r['predictions_sm'])} files)")
+               f"{out}/predictions-cass ({len(r['predictions_cass'])} files, CASS)"
+               + (f"\n  split match  {r['run_sm']}, {r['eval_sm']}: hIoU {r['report_sm']['hIoU']:.1f}, "
+                  f"{out}/predictions-sm ({len(r['predictions_sm'])} files)" if "run_sm" in r else
+                  "\n  split match  skipped: pip install 'oczss[sm]' (transformers) to include it"))
 
 
 @main.group()
