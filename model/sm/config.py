@@ -121,8 +121,8 @@ class SMConfig:
         """The test model: timm's test_resnet, a 32-wide Mask2Former with 1 encoder and 2 + 1 decoder layers, the
         tiny CLIP's 32-d text space, 4 seen + 3 candidate (+ 2 random) queries, random weights."""
         base = dict(backbone=TINY, weights="random", embed_dim=32, clip=TINY, clip_weights="random", hidden_dim=32,
-                    encoder_layers=1, decoder_layers=3, num_heads=2, dim_feedforward=64, encoder_feedforward_dim=64, seen_queries=4, candidate_queries=3,
-                    random_queries=2)
+                    encoder_layers=1, decoder_layers=3, num_heads=2, dim_feedforward=64, encoder_feedforward_dim=64,
+                    seen_queries=4, candidate_queries=3, random_queries=2)
         return cls(**{**base, **overrides})
 
 

@@ -103,7 +103,8 @@ def _recipes() -> dict[str, tuple[str, TrainConfig]]:
     for mode, what in (("view", "cached compact DINO tokens clustered per view in the step (Table 11 setup)"),
                        ("whole", "the cache's whole-image clusters sampled per view"),
                        ("online", "DINO on each view, clustered in the step (no cache)")):
-        add(f"voc-clusters-{mode}", f"cluster mode {mode}: {what}", dataclasses.replace(_base("voc"), cluster_mode=mode))
+        add(f"voc-clusters-{mode}", f"cluster mode {mode}: {what}",
+            dataclasses.replace(_base("voc"), cluster_mode=mode))
     demo = dataclasses.replace(_base("demo"), batch_size=8, warmup_iters=30, lr=3e-4, workers=2, save_every=100)
     add("demo", "the built-in demo: tiny random-weight model, a few minutes on a CPU", demo)
     for module in METHOD_RECIPES:
@@ -123,8 +124,8 @@ def resolve(name_or_path: str | None, dataset: str | None, method: str | None = 
         name = ("demo" if dataset == "demo" else f"{dataset}-inductive") if method in (None, "oczss") else \
             f"{method}-{dataset}"
         if name not in RECIPES:
-            raise OCZSSError(f"--method {method or 'oczss'} has no recipe for --dataset {dataset}: pick one with --config (see "
-                             f"`oczss configs`)")
+            raise OCZSSError(f"--method {method or 'oczss'} has no recipe for --dataset {dataset}: pick one with "
+                             f"--config (see `oczss configs`)")
         return dataclasses.replace(RECIPES[name][1], model=dict(RECIPES[name][1].model))
     cfg = _named_or_file(name_or_path)
     if method is not None and cfg.method != method:
