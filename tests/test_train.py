@@ -97,14 +97,20 @@ def test_ctrl_c_and_sigterm_save_a_resumable_checkpoint(stage1, tmp_path, sig, g
     proc = subprocess.Popen([sys.executable, "-m", "oczss", "train", "--config", str(config), "--data-root",
                              stage1["root"], "--cache", stage1["cache"], "--out", str(run),
                              "--workers", "2" if group else "0", "--device", "cpu"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=group)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=group,
+                            env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # SIGABRT dumps every thread's stack
     try:
         deadline = time.time() + 600
         while not (run / "metrics.jsonl").exists() or len((run / "metrics.jsonl").read_text().splitlines()) < 2:
             assert proc.poll() is None and time.time() < deadline, "no two metrics records"
             time.sleep(0.2)
         os.killpg(proc.pid, sig) if group else os.kill(proc.pid, sig)
-        _, err = proc.communicate(timeout=60)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGABRT)
+            _, err = proc.communicate(timeout=30)
+            pytest.fail("no exit within 60 s of the signal; where it waited:\n" + err.decode()[-6000:])
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL) if group else proc.kill()
