@@ -98,7 +98,10 @@ def test_ctrl_c_and_sigterm_save_a_resumable_checkpoint(stage1, tmp_path, sig, g
                              stage1["root"], "--cache", stage1["cache"], "--out", str(run),
                              "--workers", "2" if group else "0", "--device", "cpu"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=group,
-                            env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # SIGABRT dumps every thread's stack
+                            env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # SIGABRT dumps every thread's stack
+                            # a suite started as a background job of a shell without job control inherits SIGINT
+                            # ignored, and so would the run (rightly: `nohup oczss train &` means it): not the case here
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 600
         while not (run / "metrics.jsonl").exists() or len((run / "metrics.jsonl").read_text().splitlines()) < 2:
