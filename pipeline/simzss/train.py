@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 
 import torch
 
@@ -24,7 +23,7 @@ from oczss.pipeline.data.captions import NAME, CaptionDataset
 from oczss.pipeline.data.concepts import load_spacy
 from oczss.pipeline.simzss.config import run_config
 from oczss.pipeline.simzss.data import CaptionViews, collate
-from oczss.pipeline.stage2.loader import Positions, seed_worker
+from oczss.pipeline.stage2.loader import training_loader
 from oczss.pipeline.training.task import Context, Task, distributed
 
 log = logging.getLogger(__name__)
@@ -64,13 +63,8 @@ class SimZSSTask(Task):
         self.optimizer = optimizer(model, schedule)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: schedule.lr_at(s) / schedule.lr)
         self.net = distributed(model, ctx)
-        workers = min(cfg.workers, os.cpu_count() or 1)
         views = CaptionViews(samples, concepts, cfg.seed, model_cfg.image_size, run.view, run.crop_scale, rows)
-        self.loader = torch.utils.data.DataLoader(
-            views, batch_size=ctx.micro, sampler=Positions(len(samples), cfg.seed, ctx.step * ctx.accum, ctx.micro,
-                                                          ctx.world, ctx.rank),
-            num_workers=workers, pin_memory=dev.type == "cuda", worker_init_fn=seed_worker, collate_fn=collate,
-            persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+        self.loader = training_loader(views, ctx, collate)
         self.device, self.gather = dev, ctx.world > 1
         self.random_weights = vision["random_weights"]
         self.desc = f"train simzss {NAME} ({run.tokens})"
@@ -80,9 +74,7 @@ class SimZSSTask(Task):
         self.log_config = {"train": self.meta["train_config"], "model": self.meta["model_config"],
                            "concepts": self.meta["concepts"], "vision": vision, "random_weights": self.random_weights,
                            "oczss_version": __version__,
-                           "runtime": {"data_root": str(dataset.root), "world_size": ctx.world, "device": str(dev),
-                                       "micro_batch": ctx.micro, "workers": workers, "accumulation": ctx.accum,
-                                       "samples": len(samples), "steps": schedule.steps}}
+                           "runtime": ctx.runtime(dataset.root, len(samples), steps=schedule.steps)}
         return self
 
     def tokens(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -32,7 +31,7 @@ from oczss.pipeline.stage1.reader import open_source
 from oczss.pipeline.stage2.config import TrainConfig
 from oczss.pipeline.stage2.loader import training_loader, training_split
 from oczss.pipeline.stage2.text import class_text
-from oczss.pipeline.stage2.train import lr_factor
+from oczss.pipeline.stage2.train import poly_adamw
 from oczss.pipeline.training.task import Context, Task, distributed
 
 log = logging.getLogger(__name__)
@@ -75,12 +74,9 @@ class SMTask(Task):
         samples, maps, source, self.online = _candidate_source(cfg, config, samples, ctx, spec.crop)
         self.model = model = build_sm(config).to(dev)
         groups = param_groups(model, cfg.effective_lr, cfg.weight_decay, MASK2FORMER_SCHEDULE["backbone_multiplier"])
-        self.optimizer = torch.optim.AdamW(groups, lr=cfg.effective_lr, weight_decay=cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, [lambda s, base=g["lr"]: lr_factor(s, cfg, base) for g in groups])
+        self.optimizer, self.scheduler = poly_adamw(groups, cfg)
         self.net = distributed(model, ctx)
-        workers = min(cfg.workers, os.cpu_count() or 1)
-        self.loader = training_loader(SMData(dataset, samples, maps, spec.crop, cfg.seed), ctx, workers)
+        self.loader = training_loader(SMData(dataset, samples, maps, spec.crop, cfg.seed), ctx)
         self.device, self.desc = dev, f"train sm {cfg.dataset}"
         self.random_weights = model.random_weights or config.clip_weights == "random" or \
             bool(source.get("random_weights"))
@@ -93,9 +89,7 @@ class SMTask(Task):
             "train": self.meta["train_config"], "model": self.meta["model_config"],
             "random_weights": self.random_weights, "weights_fingerprint": model.weights_fingerprint,
             "candidate_source": source, "oczss_version": __version__,
-            "runtime": {"data_root": str(dataset.root), "cache": ctx.cache, "world_size": ctx.world,
-                        "device": str(dev), "micro_batch": ctx.micro, "workers": workers, "accumulation": ctx.accum,
-                        "samples": len(samples)}}
+            "runtime": ctx.runtime(dataset.root, len(samples), cache=ctx.cache)}
         return self
 
     def loss(self, batch: dict) -> dict[str, torch.Tensor]:

@@ -123,13 +123,14 @@ def training_split(cfg, data_root: str | None, progress: bool) -> tuple[Dataset,
     return dataset, samples
 
 
-def training_loader(data: torch.utils.data.Dataset, ctx, workers: int) -> torch.utils.data.DataLoader:
+def training_loader(data: torch.utils.data.Dataset, ctx, collate_fn=collate) -> torch.utils.data.DataLoader:
     """The DataLoader of a training run (Context `ctx`): `data`'s items in the resumable Positions order from the
-    run's step, `workers` processes."""
+    run's step, in ctx.workers processes, batched by `collate_fn` (pipeline/workers.py's by default)."""
+    workers = ctx.workers
     return torch.utils.data.DataLoader(
         data, batch_size=ctx.micro, sampler=Positions(len(data), ctx.cfg.seed, ctx.step * ctx.accum, ctx.micro,
                                                       ctx.world, ctx.rank),
-        num_workers=workers, pin_memory=ctx.device.type == "cuda", worker_init_fn=seed_worker, collate_fn=collate,
+        num_workers=workers, pin_memory=ctx.device.type == "cuda", worker_init_fn=seed_worker, collate_fn=collate_fn,
         persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
 
 

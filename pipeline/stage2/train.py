@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 
 import torch
 
@@ -38,6 +37,14 @@ def lr_factor(step: int, cfg: TrainConfig, base: float | None = None) -> float:
     if step < cfg.warmup_iters:
         regular *= 1 - (1 - step / cfg.warmup_iters) * (1 - cfg.warmup_ratio)
     return regular / base
+
+
+def poly_adamw(groups: list[dict], cfg: TrainConfig):
+    """AdamW over parameter `groups` (each with its `lr`), and the LambdaLR that gives every group lr_factor on its
+    own base rate -> (optimizer, scheduler)."""
+    optimizer = torch.optim.AdamW(groups, lr=cfg.effective_lr, weight_decay=cfg.weight_decay)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(
+        optimizer, [lambda s, base=g["lr"]: lr_factor(s, cfg, base) for g in groups])
 
 
 @torch.no_grad()
@@ -77,14 +84,11 @@ class OCZSSTask(Task):
         self.model = model = build_model(model_cfg).to(dev)
         rates = {"reference": cfg.effective_lr, "refiner": cfg.refiner_lr}
         groups = [{"params": params, "lr": rates[name]} for name, params in model.parameter_groups().items()]
-        self.optimizer = torch.optim.AdamW(groups, lr=cfg.effective_lr, weight_decay=cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, [lambda s, base=g["lr"]: lr_factor(s, cfg, base) for g in groups])
+        self.optimizer, self.scheduler = poly_adamw(groups, cfg)
         self.net = distributed(model, ctx)
-        workers = min(cfg.workers, os.cpu_count() or 1)
         self.loader = training_loader(
             TrainData(dataset, samples, cfg.setting, maps, self.mode, spec.crop, model.encoder.patch_size, cfg.seed),
-            ctx, workers)
+            ctx)
         self.seen, self.setting, self.crop, self.device = list(spec.seen), cfg.setting, spec.crop, dev
         self.text = text[self.seen] if cfg.setting == "inductive" else text  # [K', N, C] what the model is trained on
         self.random_weights, self.desc = model.random_weights, f"train {cfg.dataset} {cfg.setting}"
@@ -98,9 +102,7 @@ class OCZSSTask(Task):
             "train": self.meta["train_config"], "model": self.meta["model_config"],
             "random_weights": model.random_weights, "weights_fingerprint": model.weights_fingerprint,
             "oczss_version": __version__,
-            "runtime": {"data_root": str(dataset.root), "cache": ctx.cache, "world_size": ctx.world,
-                        "device": str(dev), "micro_batch": ctx.micro, "workers": workers, "accumulation": ctx.accum,
-                        "samples": len(samples)}}
+            "runtime": ctx.runtime(dataset.root, len(samples), cache=ctx.cache)}
         return self
 
     def batches(self, loader):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -54,8 +55,8 @@ def train(cfg: TrainConfig, *, out: str | Path, data_root: str | None, cache: st
     if micro < 1 or cfg.batch_size % (micro * world):
         raise OCZSSError(f"batch {cfg.batch_size} is not a multiple of micro-batch {micro} x {world} process(es)")
     step = resumed["step"] if resumed else 0
-    ctx = Context(cfg, out, data_root, cache, rank, world, dev, micro, cfg.batch_size // (micro * world), step,
-                  resumed, init, progress, skip_damaged)
+    ctx = Context(cfg, out, data_root, cache, rank, world, dev, micro, cfg.batch_size // (micro * world),
+                  min(cfg.workers, os.cpu_count() or 1), step, resumed, init, progress, skip_damaged)
     torch.manual_seed(cfg.seed)  # the same initial weights in every process and every run of this config
     task = cls.build(ctx)
     if resumed is not None:

@@ -31,8 +31,9 @@ class Context:
 
     cfg: the run's TrainConfig; out: the run folder; data_root / cache: the flags; rank / world / device: this
     process under torchrun (world 1 otherwise); micro: the per-process micro-batch, accum: micro-batches per
-    optimizer step (micro x accum x world = cfg.batch_size); step: the step a resumed run starts after (0);
-    resumed: last.pt's content when resuming, init: the --init-from checkpoint (each None otherwise).
+    optimizer step (micro x accum x world = cfg.batch_size); workers: loader processes per training process
+    (cfg.workers, at most the CPU count); step: the step a resumed run starts after (0); resumed: last.pt's content
+    when resuming, init: the --init-from checkpoint (each None otherwise).
     """
 
     cfg: object
@@ -44,11 +45,18 @@ class Context:
     device: torch.device
     micro: int
     accum: int
+    workers: int
     step: int
     resumed: dict | None
     init: dict | None
     progress: bool
     skip_damaged: bool
+
+    def runtime(self, data_root, samples: int, **extra) -> dict:
+        """What config.json records of how the run was run: data folder, processes, device, batching, workers, the
+        number of training samples, and a method's own `extra` entries."""
+        return {"data_root": str(data_root), **extra, "world_size": self.world, "device": str(self.device),
+                "micro_batch": self.micro, "workers": self.workers, "accumulation": self.accum, "samples": samples}
 
 
 class Task:
